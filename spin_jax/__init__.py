@@ -1,0 +1,1 @@
+"""spin_jax: the SPIN trainer (issue: regressor, fits dictionary, train step)."""

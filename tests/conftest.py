@@ -1,0 +1,37 @@
+"""Shared test setup: persistent compilation cache, small models, a plain-numpy reference SMPL."""
+
+import os
+from pathlib import Path
+
+import jax
+
+# Persist XLA executables across test runs (CI re-runs compile nothing it compiled before).
+_CACHE = os.environ.get("SPIN_JAX_TEST_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "jax"))
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import smpl_jax  # noqa: E402
+from smpl_jax import toy  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def lowres_model():
+  return smpl_jax.load_open_model("low")
+
+
+@pytest.fixture(scope="session")
+def toy_arrays():
+  """A small synthetic SMPL-layout model with dense pose blend shapes (V = 400)."""
+  return toy.toy_smpl_arrays(num_vertices=400, num_faces=600, num_betas=10, seed=3)
+
+
+@pytest.fixture(scope="session")
+def toy_model(toy_arrays, tmp_path_factory):
+  path = tmp_path_factory.mktemp("toy") / "toy_smpl.npz"
+  np.savez(path, **toy_arrays)
+  with pytest.warns(UserWarning, match="cannot define"):  # no SMPL mesh, no SPIN regressors
+    return smpl_jax.load_model(path)
