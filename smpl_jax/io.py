@@ -107,6 +107,10 @@ _ALLOWED = {
 }
 
 
+# Plain data types that chumpy objects carry in their state (no callables with side effects).
+_SAFE_BUILTINS = {t.__name__: t for t in (object, set, frozenset, slice, complex, list, dict, tuple)}
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
 
   def find_class(self, module, name):
@@ -116,8 +120,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
       import copyreg
 
       return copyreg._reconstructor
-    if module in ("__builtin__", "builtins") and name == "object":
-      return object
+    if module in ("__builtin__", "builtins") and name in _SAFE_BUILTINS:
+      return _SAFE_BUILTINS[name]
     if module == "_codecs" and name == "encode":  # bytes in protocol-2 pickles written by Py3
       import codecs
 
@@ -178,7 +182,7 @@ def _coo(d, prefix):
 
 def _read_npz(path: Path) -> dict[str, Any]:
   try:
-    with np.load(path, allow_pickle=False) as d:
+    with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as d:
       out = {}
       for k in d.files:
         if k.endswith("_rows"):
