@@ -17,6 +17,7 @@ from smpl_jax.body_model import (
     forward_joints,
     forward_joints_batch,
     kinematic_chain,
+    regress_keypoints,
     rest_joints,
 )
 from smpl_jax.io import load_model, load_open_model, open_model_path, read_smpl_pkl
@@ -37,6 +38,7 @@ __all__ = [
     "load_open_model",
     "open_model_path",
     "read_smpl_pkl",
+    "regress_keypoints",
     "rest_joints",
     "rotations",
 ]

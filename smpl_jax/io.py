@@ -291,6 +291,22 @@ def _load_regressor(path, rows: int | None, nv: int, what: str) -> np.ndarray:
   return reg.astype(np.float64)
 
 
+def _optional_regressor(explicit, model_path: Path, filename: str, rows: int, nv: int):
+  """SPIN's extra regressor: the given file (errors are fatal), else one found next to the
+  model or in its parent directory (ignored with a warning if it does not fit this model)."""
+  what = filename.removesuffix(".npy")
+  if explicit is not None:
+    return _load_regressor(explicit, rows, nv, what)
+  found = _find_beside(model_path, filename)
+  if found is None:
+    return None
+  try:
+    return _load_regressor(found, rows, nv, what)
+  except ValueError as err:
+    warnings.warn(f"ignoring {found}, found next to the model: {err}", stacklevel=4)
+    return None
+
+
 def _smpl_model(arrays: dict, path: Path, extra_path, h36m_path, num_betas, dtype) -> BodyModel:
   required = ("v_template", "shapedirs", "J_regressor", "weights", "kintree_table", "f")
   missing = [k for k in required if k not in arrays]
@@ -316,19 +332,17 @@ def _smpl_model(arrays: dict, path: Path, extra_path, h36m_path, num_betas, dtyp
       row[vid] = 1.0
       kp_names.append(name)
       kp_rows.append(row)
-  extra_path = extra_path or _find_beside(path, "J_regressor_extra.npy")
-  if extra_path is not None:
-    extra = _load_regressor(extra_path, 9, nv, "J_regressor_extra")
+  extra = _optional_regressor(extra_path, path, "J_regressor_extra.npy", 9, nv)
+  if extra is not None:
     kp_names += list(joints_lib.SPIN_EXTRA_REGRESSOR_NAMES)
     kp_rows += list(extra)
-  h36m_path = h36m_path or _find_beside(path, "J_regressor_h36m.npy")
-  if h36m_path is not None:
-    h36m = _load_regressor(h36m_path, 17, nv, "J_regressor_h36m")
+  h36m = _optional_regressor(h36m_path, path, "J_regressor_h36m.npy", 17, nv)
+  if h36m is not None:
     kp_names += [f"h36m17_{i}" for i in range(17)]
     kp_rows += list(h36m)
   joint_names = joints_lib.SMPL_JOINT_NAMES if len(parents) == 24 else None
   sets = (
-      joints_lib.smpl_joint_sets(tuple(kp_names), h36m_path is not None)
+      joints_lib.smpl_joint_sets(tuple(kp_names), h36m is not None)
       if len(parents) == 24
       else ()
   )

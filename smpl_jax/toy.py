@@ -83,13 +83,17 @@ def toy_smpl_arrays(
 
 
 def toy_extra_regressors(num_vertices: int = 6890, seed: int = 1) -> dict[str, np.ndarray]:
-  """Random sparse stand-ins for SPIN's J_regressor_extra (9, V) and J_regressor_h36m (17, V)."""
+  """Stand-ins for SPIN's J_regressor_extra (9, V) and J_regressor_h36m (17, V) on a toy mesh
+  from `toy_smpl_arrays(num_vertices)`: each row a convex combination of 20 neighbouring
+  vertices, local like the real regressors."""
+  v = toy_smpl_arrays(num_vertices=num_vertices, seed=0)["v_template"]
   rng = np.random.default_rng(seed)
   out = {}
   for name, rows in (("J_regressor_extra", 9), ("J_regressor_h36m", 17)):
     reg = np.zeros((rows, num_vertices))
     for r in range(rows):
-      support = rng.choice(num_vertices, 20, replace=False)
+      centre = v[rng.integers(num_vertices)]
+      support = np.argsort(np.linalg.norm(v - centre, axis=1))[:20]
       w = rng.random(20)
       reg[r, support] = w / w.sum()
     out[name] = reg

@@ -107,6 +107,13 @@ def test_joints_only_path_equals_full_path(lowres_model, toy_model):
       np.testing.assert_allclose(fast.joint_sets[name], full.joint_sets[name], atol=1e-5)
 
 
+def test_folded_keypoints_equal_the_regressor_on_the_posed_mesh(lowres_model):
+  p = _params(lowres_model, 4, seed=8, scale=0.8)
+  out = jax.jit(smpl_jax.forward_batch)(lowres_model, p["betas"], p["global_orient"], p["body_pose"], p["transl"])
+  regressed = jax.jit(jax.vmap(smpl_jax.regress_keypoints, in_axes=(None, 0)))(lowres_model, out.vertices)
+  np.testing.assert_allclose(out.keypoints, regressed, atol=1e-5)
+
+
 def test_gradients_are_finite_including_at_zero_pose(lowres_model):
   def loss(betas, go, body):
     out = smpl_jax.forward(lowres_model, betas, go, body)

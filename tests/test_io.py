@@ -244,3 +244,12 @@ def test_num_betas_beyond_the_file_and_bad_regressor(tmp_path, small_arrays):
   np.save(tmp_path / "extra.npy", np.zeros((9, 6890)))
   with pytest.raises(ValueError, match=r"J_regressor_extra has shape \(9, 6890\), expected \(9, 300\)"):
     smpl_jax.load_model(tmp_path / "m.npz", joint_regressor_extra=tmp_path / "extra.npy")
+
+
+def test_regressor_found_beside_a_model_of_another_size_is_ignored(tmp_path, small_arrays):
+  np.savez(tmp_path / "m.npz", **small_arrays)
+  np.save(tmp_path / "J_regressor_extra.npy", np.zeros((9, 6890)))  # for SMPL, not this model
+  with pytest.warns(UserWarning) as record:
+    model = smpl_jax.load_model(tmp_path / "m.npz")
+  assert any("ignoring" in str(w.message) for w in record)
+  assert "lsp_neck" not in model.keypoint_names
