@@ -77,6 +77,7 @@ class BodyModel:
   # Folded in float64 at load: rest joints = joint_template + joint_shapedirs @ betas.
   joint_template: Float[Array, "J 3"]
   joint_shapedirs: Float[Array, "J 3 S"]
+  keypoint_rowsum: Float[Array, " E"]  # regressor row sums: how much of transl a keypoint gets
   # Keypoint regressor (E, V) in sparse COO form, sorted by row: keypoints[e] = sum over the
   # entries n with keypoint_rows[n] == e of keypoint_vals[n] * vertices[keypoint_cols[n]].
   keypoint_rows: Int[Array, " NNZ"]
@@ -164,8 +165,6 @@ def _as_rotmats(x, name: str, count: int, dtype):
     return rotations.aa_to_rotmat(x.reshape(count, 3))
   if x.shape == (count, 3, 3):
     return x
-  if count == 1 and x.shape == (3, 3):
-    return x[None]
   raise ValueError(
       f"{name} has shape {x.shape}; expected axis-angle ({count * 3},) or ({count}, 3), or "
       f"rotation matrices ({count}, 3, 3) for one body (use jax.vmap or forward_batch for a batch)."
@@ -294,7 +293,8 @@ def forward(
   Args:
     model: the body model.
     betas: (S',) shape coefficients, S' <= model.num_betas (the first S' components are used).
-    global_orient: root rotation, axis-angle (3,) or a rotation matrix (3, 3) / (1, 3, 3).
+    global_orient: root rotation, axis-angle (3,) / (1, 3) or a rotation matrix (1, 3, 3) (not
+      (3, 3), which would be ambiguous with three axis-angle vectors).
     body_pose: the other J - 1 joints, axis-angle (69,) / (23, 3) or matrices (23, 3, 3) for SMPL.
     transl: (3,) translation in metres added to every output point.
   Missing arguments mean zero shape, zero rotation, zero translation.
@@ -321,7 +321,8 @@ def forward(
   # Keypoints regressed from the posed mesh, through the load-time fold: the same values as
   # regress_keypoints(model, verts) to float32 rounding, at a fraction of the cost.
   keypoints = _folded_keypoints(model, betas, rotmats, g, j_rest, j_posed)
-  verts, j_posed, keypoints = verts + transl, j_posed + transl, keypoints + transl
+  verts, j_posed = verts + transl, j_posed + transl
+  keypoints = keypoints + model.keypoint_rowsum[:, None] * transl
   return BodyOutput(
       vertices=verts,
       joints=j_posed,
@@ -349,7 +350,8 @@ def forward_joints(
   j_rest = rest_joints(model, betas)
   g, j_posed = kinematic_chain(model.parents, rotmats, j_rest)
   keypoints = _folded_keypoints(model, betas, rotmats, g, j_rest, j_posed)
-  j_posed, keypoints = j_posed + transl, keypoints + transl
+  j_posed = j_posed + transl
+  keypoints = keypoints + model.keypoint_rowsum[:, None] * transl
   return BodyOutput(
       vertices=None,
       joints=j_posed,
@@ -359,9 +361,16 @@ def forward_joints(
   )
 
 
+def _require_one(*params):
+  if all(p is None for p in params):
+    raise ValueError("forward_batch needs at least one batched parameter (betas, global_orient, "
+                     "body_pose or transl) to know the batch size.")
+
+
 def forward_batch(model: BodyModel, betas=None, global_orient=None, body_pose=None,
                   transl=None) -> BodyOutput:
   """`forward` over a leading batch axis of every given parameter (omitted ones are zero)."""
+  _require_one(betas, global_orient, body_pose, transl)
   return jax.vmap(forward, in_axes=(None, 0, 0, 0, 0))(
       model, betas, global_orient, body_pose, transl
   )
@@ -370,6 +379,7 @@ def forward_batch(model: BodyModel, betas=None, global_orient=None, body_pose=No
 def forward_joints_batch(model: BodyModel, betas=None, global_orient=None, body_pose=None,
                          transl=None) -> BodyOutput:
   """`forward_joints` over a leading batch axis of every given parameter."""
+  _require_one(betas, global_orient, body_pose, transl)
   return jax.vmap(forward_joints, in_axes=(None, 0, 0, 0, 0))(
       model, betas, global_orient, body_pose, transl
   )
@@ -513,6 +523,7 @@ def build_model(
       faces=jnp.asarray(faces, jnp.int32),
       joint_template=cast(J_regressor @ v_template),
       joint_shapedirs=cast(np.einsum("jv,vcs->jcs", J_regressor, shapedirs)),
+      keypoint_rowsum=cast(keypoint_regressor.sum(axis=1)),
       keypoint_rows=jnp.asarray(kp_rows, jnp.int32),
       keypoint_cols=jnp.asarray(kp_cols, jnp.int32),
       keypoint_vals=cast(keypoint_regressor[kp_rows, kp_cols]),

@@ -98,6 +98,8 @@ def _numpy_global(module, name):
 
 
 _ALLOWED = {
+    ("numpy.core.numeric", "_frombuffer"),  # protocol-5 pickles of arrays
+    ("numpy._core.numeric", "_frombuffer"),
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
@@ -109,6 +111,10 @@ _ALLOWED = {
 
 # Plain data types that chumpy objects carry in their state (no callables with side effects).
 _SAFE_BUILTINS = {t.__name__: t for t in (object, set, frozenset, slice, complex, list, dict, tuple)}
+
+
+class RefusedClassError(pickle.UnpicklingError):
+  """A pickle names a class outside the allow-list."""
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -132,9 +138,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
       for fmt in ("csc", "csr", "coo"):
         if name == f"{fmt}_matrix" or name == f"{fmt}_array":
           return _sparse_class(fmt)
-    raise pickle.UnpicklingError(
+    raise RefusedClassError(
         f"refusing to unpickle {module}.{name}: SMPL model files only hold numpy, chumpy and "
-        "scipy.sparse objects."
+        "scipy.sparse objects, so this file is not an SMPL model (or was written by other code)."
     )
 
 
@@ -157,15 +163,20 @@ def read_smpl_pkl(path: str | os.PathLike) -> dict[str, Any]:
   try:
     with open(path, "rb") as fh:
       raw = _RestrictedUnpickler(fh, encoding="latin1").load()
+    if not isinstance(raw, dict):
+      raise ValueError(f"{path}: expected a pickled dict of SMPL arrays, got "
+                       f"{type(raw).__name__}.")
+    return {k: _to_array(v, k, path) for k, v in raw.items()}
+  except RefusedClassError as err:
+    raise ValueError(f"{path}: {err}") from err
   except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-          IndexError, KeyError, ImportError) as err:
+          IndexError, KeyError, ImportError, MemoryError) as err:
+    if str(path) in str(err):
+      raise
     raise ValueError(
         f"{path} is not a readable SMPL model pickle ({type(err).__name__}: {err}). The file "
         "may be truncated or corrupt: download it again from the SMPL website."
     ) from err
-  if not isinstance(raw, dict):
-    raise ValueError(f"{path}: expected a pickled dict of SMPL arrays, got {type(raw).__name__}.")
-  return {k: _to_array(v, k, path) for k, v in raw.items()}
 
 
 # ------------------------------------------------------------------------------- npz formats
@@ -184,15 +195,17 @@ def _read_npz(path: Path) -> dict[str, Any]:
   try:
     with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as d:
       out = {}
+      coo = {k[: -len("_rows")] for k in d.files if k.endswith("_rows")}
+      coo = {p for p in coo if all(f"{p}_{s}" in d.files for s in ("cols", "vals", "shape"))}
+      for prefix in coo:
+        out[prefix] = _coo(d, prefix)
       for k in d.files:
-        if k.endswith("_rows"):
-          prefix = k[: -len("_rows")]
-          out[prefix] = _coo(d, prefix)
-        elif not k.endswith(("_cols", "_vals", "_shape")):
-          try:
-            out[k] = d[k]
-          except ValueError:  # a pickled object array (e.g. 'bs_style'): never needed, skipped
-            continue
+        if any(k == f"{p}_{s}" for p in coo for s in ("rows", "cols", "vals", "shape")):
+          continue
+        try:
+          out[k] = d[k]
+        except ValueError:  # a pickled object array: remembered, so a needed one can be named
+          out.setdefault("_object_arrays", []).append(k)
       return out
   except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:
     raise ValueError(
@@ -310,6 +323,13 @@ def _optional_regressor(explicit, model_path: Path, filename: str, rows: int, nv
 def _smpl_model(arrays: dict, path: Path, extra_path, h36m_path, num_betas, dtype) -> BodyModel:
   required = ("v_template", "shapedirs", "J_regressor", "weights", "kintree_table", "f")
   missing = [k for k in required if k not in arrays]
+  objects = [k for k in missing if k in arrays.get("_object_arrays", ())]
+  if objects:
+    raise ValueError(
+        f"{path}: {objects} are pickled object arrays (for example a scipy sparse matrix saved "
+        "with np.savez), which are not loaded from .npz files; save them as dense arrays "
+        "(e.g. J_regressor=J.toarray())."
+    )
   if missing:
     raise ValueError(
         f"{path}: missing {missing}; an SMPL model file has {list(required) + ['posedirs']}."
@@ -319,9 +339,10 @@ def _smpl_model(arrays: dict, path: Path, extra_path, h36m_path, num_betas, dtyp
   nv = v_template.shape[0]
   parents = _parents(arrays["kintree_table"])
   if num_betas is not None:
-    if num_betas > shapedirs.shape[-1]:
+    if not 0 <= num_betas <= shapedirs.shape[-1]:
       raise ValueError(
-          f"num_betas={num_betas} but {path} has {shapedirs.shape[-1]} shape components."
+          f"num_betas={num_betas} but {path} has {shapedirs.shape[-1]} shape components; "
+          f"pass 0 <= num_betas <= {shapedirs.shape[-1]}."
       )
     shapedirs = shapedirs[..., :num_betas]
 
@@ -386,9 +407,10 @@ def _project_model(arrays: dict, path: Path, num_betas, dtype) -> BodyModel:
     )
   shapedirs = np.asarray(arrays["shapedirs"], np.float64)
   if num_betas is not None:
-    if num_betas > shapedirs.shape[-1]:
+    if not 0 <= num_betas <= shapedirs.shape[-1]:
       raise ValueError(
-          f"num_betas={num_betas} but {path} has {shapedirs.shape[-1]} shape components."
+          f"num_betas={num_betas} but {path} has {shapedirs.shape[-1]} shape components; "
+          f"pass 0 <= num_betas <= {shapedirs.shape[-1]}."
       )
     shapedirs = shapedirs[..., :num_betas]
   return build_model(

@@ -140,9 +140,10 @@ def rot6d_to_rotmat(rot6d: Float[Array, "*B 6"]) -> Float[Array, "*B 3 3"]:
   """
   m = rot6d.reshape(*rot6d.shape[:-1], 3, 2)
   a1, a2 = m[..., 0], m[..., 1]
-  b1 = a1 / jnp.linalg.norm(a1, axis=-1, keepdims=True)
+  # Like torch's F.normalize (eps 1e-12): a degenerate input gives a finite (if arbitrary) matrix.
+  b1 = a1 / jnp.maximum(jnp.linalg.norm(a1, axis=-1, keepdims=True), 1e-12)
   a2 = a2 - jnp.sum(b1 * a2, axis=-1, keepdims=True) * b1
-  b2 = a2 / jnp.linalg.norm(a2, axis=-1, keepdims=True)
+  b2 = a2 / jnp.maximum(jnp.linalg.norm(a2, axis=-1, keepdims=True), 1e-12)
   b3 = jnp.cross(b1, b2)
   return jnp.stack([b1, b2, b3], axis=-1)
 
@@ -161,9 +162,13 @@ def rot6d_to_aa(rot6d: Float[Array, "*B 6"]) -> Float[Array, "*B 3"]:
 
 
 def geodesic_angle(r1: Float[Array, "*B 3 3"], r2: Float[Array, "*B 3 3"]) -> Float[Array, "*B"]:
-  """Angle in radians of r1^T r2, computed with atan2 (accurate near 0 and pi)."""
-  rel = jnp.swapaxes(r1, -1, -2) @ r2
-  return jnp.linalg.norm(rotmat_to_aa(rel), axis=-1)
+  """Angle in radians of r1^T r2: 2 atan2(|q_xyz|, |q_w|), accurate near 0 and pi, with a finite
+  (zero) gradient at r1 == r2."""
+  q = rotmat_to_quat(jnp.swapaxes(r1, -1, -2) @ r2)
+  s_sq = jnp.sum(q[..., 1:] ** 2, axis=-1)
+  positive = s_sq > 0
+  s = jnp.where(positive, jnp.sqrt(jnp.where(positive, s_sq, 1.0)), 0.0)
+  return 2.0 * jnp.arctan2(s, jnp.abs(q[..., 0]))
 
 
 __all__ = [

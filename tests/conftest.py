@@ -30,6 +30,17 @@ def toy_arrays():
 
 
 @pytest.fixture(scope="session")
+def toy_model_keypoints(toy_arrays, tmp_path_factory):
+  """The toy model with SPIN-style J_regressor_extra / J_regressor_h36m stand-ins beside it."""
+  path = tmp_path_factory.mktemp("toy_kp") / "toy_smpl.npz"
+  np.savez(path, **toy_arrays)
+  for name, reg in toy.toy_extra_regressors(num_vertices=400).items():
+    np.save(path.parent / f"{name}.npy", reg)
+  with pytest.warns(UserWarning, match="cannot define"):  # the SMPL vertex picks need 6890 V
+    return smpl_jax.load_model(path)
+
+
+@pytest.fixture(scope="session")
 def toy_model(toy_arrays, tmp_path_factory):
   path = tmp_path_factory.mktemp("toy") / "toy_smpl.npz"
   np.savez(path, **toy_arrays)

@@ -69,7 +69,7 @@ def test_rotation_matrices_and_axis_angle_give_the_same_body(toy_model):
   p = _params(toy_model, 1, seed=2)
   f = jax.jit(smpl_jax.forward)
   a = f(toy_model, p["betas"][0], p["global_orient"][0], p["body_pose"][0])
-  go = rotations.aa_to_rotmat(p["global_orient"][0])
+  go = rotations.aa_to_rotmat(p["global_orient"][0])[None]  # (1, 3, 3), as smplx takes it
   body = rotations.aa_to_rotmat(p["body_pose"][0].reshape(-1, 3))
   b = f(toy_model, p["betas"][0], go, body)
   np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-6)
@@ -94,17 +94,39 @@ def test_fewer_betas_than_the_model_has(lowres_model):
   np.testing.assert_allclose(short.vertices, padded.vertices, atol=1e-6)
 
 
-def test_joints_only_path_equals_full_path(lowres_model, toy_model):
-  for model in (lowres_model, toy_model):
+def test_joints_only_path_equals_regressing_the_full_mesh(lowres_model, toy_model_keypoints):
+  # The toy model has dense pose blend shapes and SPIN-style extra regressors.
+  for model in (lowres_model, toy_model_keypoints):
     p = _params(model, 8, seed=4, scale=0.8)
     args = (model, p["betas"], p["global_orient"], p["body_pose"], p["transl"])
     full = jax.jit(smpl_jax.forward_batch)(*args)
     fast = jax.jit(smpl_jax.forward_joints_batch)(*args)
     assert fast.vertices is None
+    regress = jax.jit(jax.vmap(smpl_jax.regress_keypoints, in_axes=(None, 0)))
+    np.testing.assert_allclose(fast.keypoints, regress(model, full.vertices), atol=1e-5)
     np.testing.assert_allclose(fast.joints, full.joints, atol=1e-6)
-    np.testing.assert_allclose(fast.keypoints, full.keypoints, atol=1e-5)
     for name in full.joint_sets:
       np.testing.assert_allclose(fast.joint_sets[name], full.joint_sets[name], atol=1e-5)
+
+
+def test_translation_reaches_keypoints_by_their_regressor_row_sums(toy_arrays):
+  # A regressor row summing to 0.9 (not a convex combination) regresses 0.9 of the translation.
+  nv = toy_arrays["v_template"].shape[0]
+  reg = np.zeros((2, nv))
+  reg[0, [3, 7]] = [0.5, 0.4]
+  reg[1, 11] = 1.0
+  model = smpl_jax.build_model(
+      v_template=toy_arrays["v_template"], shapedirs=toy_arrays["shapedirs"],
+      posedirs=toy_arrays["posedirs"], J_regressor=toy_arrays["J_regressor"],
+      weights=toy_arrays["weights"], faces=toy_arrays["f"], parents=smpl_jax.joints.SMPL_PARENTS,
+      keypoint_regressor=reg, keypoint_names=("a", "b"))
+  transl = np.array([0.1, 0.2, 0.3], np.float32)
+  pose = np.full(69, 0.3, np.float32)
+  for fn in (smpl_jax.forward, smpl_jax.forward_joints):
+    out = jax.jit(fn)(model, body_pose=pose, transl=transl)
+    full = jax.jit(smpl_jax.forward)(model, body_pose=pose, transl=transl)
+    np.testing.assert_allclose(out.keypoints, smpl_jax.regress_keypoints(model, full.vertices),
+                               atol=1e-5)
 
 
 def test_folded_keypoints_equal_the_regressor_on_the_posed_mesh(lowres_model):
@@ -165,6 +187,13 @@ def test_betas_longer_than_the_model_is_a_clear_error(lowres_model):
 def test_body_pose_of_the_wrong_size_is_a_clear_error(lowres_model, shape):
   with pytest.raises(ValueError, match=r"body_pose has shape .* expected axis-angle \(69,\)"):
     smpl_jax.forward(lowres_model, body_pose=np.zeros(shape, np.float32))
+
+
+def test_ambiguous_or_missing_batch_inputs_are_clear_errors(lowres_model):
+  with pytest.raises(ValueError, match=r"global_orient has shape \(3, 3\)"):
+    smpl_jax.forward(lowres_model, global_orient=np.eye(3, dtype=np.float32))
+  with pytest.raises(ValueError, match="at least one batched parameter"):
+    smpl_jax.forward_batch(lowres_model)
 
 
 def test_batched_input_to_the_single_body_function_is_a_clear_error(lowres_model):

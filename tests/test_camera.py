@@ -50,3 +50,33 @@ def test_weak_perspective_agrees_with_perspective_at_body_depth():
   x = np.array([[0.2, -0.3, 0.0]], np.float32)
   px = camera.perspective_projection(x, t, 5000.0) / 112.0
   np.testing.assert_allclose(px[0], cam[0] * (x[0, :2] + cam[1:]), rtol=1e-4)
+
+
+def spin_estimate_translation_np(s3d, j2d, conf, focal=5000.0, img=224.0):
+  """SPIN's estimate_translation_np (utils/geometry.py), rewritten in plain numpy."""
+  f = np.array([focal, focal])
+  center = np.array([img / 2.0, img / 2.0])
+  z = np.reshape(np.tile(s3d[:, 2], (2, 1)).T, -1)
+  xy = np.reshape(s3d[:, 0:2], -1)
+  o = np.tile(center, len(s3d))
+  ff = np.tile(f, len(s3d))
+  w = np.sqrt(np.reshape(np.tile(conf, (2, 1)).T, -1))
+  q = np.array([ff * np.tile(np.array([1, 0]), len(s3d)), ff * np.tile(np.array([0, 1]), len(s3d)),
+                o - np.reshape(j2d, -1)]).T
+  c = (np.reshape(j2d, -1) - o) * z - ff * xy
+  w_diag = np.diag(w)
+  q = w_diag @ q
+  c = w_diag @ c
+  return np.linalg.solve(q.T @ q, q.T @ c)
+
+
+def test_estimate_translation_matches_spin_on_noisy_weighted_data():
+  rng = np.random.default_rng(3)
+  for _ in range(5):
+    joints, t = _scene(int(rng.integers(100)))
+    kp = np.asarray(camera.perspective_projection(joints, t, 5000.0, jnp.array([112.0, 112.0])))
+    kp = kp + rng.normal(scale=3.0, size=kp.shape)
+    conf = rng.uniform(0.05, 1.0, 24).astype(np.float32)
+    ours = jax.jit(camera.estimate_translation)(joints, kp.astype(np.float32), conf)
+    ref = spin_estimate_translation_np(joints.astype(np.float64), kp, conf.astype(np.float64))
+    np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-3)

@@ -253,3 +253,25 @@ def test_regressor_found_beside_a_model_of_another_size_is_ignored(tmp_path, sma
     model = smpl_jax.load_model(tmp_path / "m.npz")
   assert any("ignoring" in str(w.message) for w in record)
   assert "lsp_neck" not in model.keypoint_names
+
+
+def test_protocol5_pickle_of_plain_arrays_loads(tmp_path, small_arrays):
+  path = tmp_path / "resaved.pkl"  # a chumpy-free SMPL pickle re-saved with a modern pickler
+  path.write_bytes(pickle.dumps(dict(small_arrays), protocol=5))
+  with pytest.warns(UserWarning, match="cannot define"):
+    model = smpl_jax.load_model(path)
+  _forward_close(model, small_arrays)
+
+
+def test_npz_with_a_pickled_sparse_regressor_names_the_key(tmp_path, small_arrays):
+  scipy_sparse = pytest.importorskip("scipy.sparse")
+  arrays = dict(small_arrays, J_regressor=scipy_sparse.csc_matrix(small_arrays["J_regressor"]))
+  np.savez(tmp_path / "m.npz", **arrays)  # stores the sparse matrix as a pickled object array
+  with pytest.raises(ValueError, match=r"\['J_regressor'\] are pickled object arrays"):
+    smpl_jax.load_model(tmp_path / "m.npz")
+
+
+def test_negative_num_betas_is_an_error(tmp_path, small_arrays):
+  np.savez(tmp_path / "m.npz", **small_arrays)
+  with pytest.raises(ValueError, match="0 <= num_betas"):
+    smpl_jax.load_model(tmp_path / "m.npz", num_betas=-1)

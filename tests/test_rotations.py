@@ -93,6 +93,16 @@ def test_6d_gram_schmidt_of_arbitrary_input_is_a_rotation():
   np.testing.assert_allclose(r[:, :, 0], a1, atol=2e-6)
 
 
+def test_geodesic_angle_gradient_is_finite_at_zero():
+  r1 = rot.aa_to_rotmat(jnp.array([0.3, -0.2, 0.1]))
+  g = jax.jit(jax.grad(lambda a: rot.geodesic_angle(r1, r1 @ rot.aa_to_rotmat(a))))(jnp.zeros(3))
+  assert np.all(np.isfinite(g))
+
+
+def test_degenerate_6d_input_gives_a_finite_matrix():
+  assert np.all(np.isfinite(jax.jit(rot.rot6d_to_rotmat)(jnp.zeros(6))))
+
+
 @pytest.mark.parametrize("angle", [0.0, 1e-6, 0.5, np.pi - 1e-4])
 def test_geodesic_angle(angle):
   r1 = rot.aa_to_rotmat(jnp.array([0.3, -0.2, 0.1]))

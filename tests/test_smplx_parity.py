@@ -14,11 +14,12 @@ smplx = pytest.importorskip("smplx")
 scipy_sparse = pytest.importorskip("scipy.sparse")
 
 
-def _smplx_forward(path, betas, go, body, num_betas):
+def _smplx_forward(path, betas, go, body, num_betas, transl=None, pose2rot=True):
   layer = smplx.SMPL(model_path=str(path), num_betas=num_betas, batch_size=len(betas))
+  kwargs = {} if transl is None else dict(transl=torch.as_tensor(transl))
   with torch.no_grad():
     out = layer(betas=torch.as_tensor(betas), global_orient=torch.as_tensor(go),
-                body_pose=torch.as_tensor(body))
+                body_pose=torch.as_tensor(body), pose2rot=pose2rot, **kwargs)
   return out.vertices.numpy(), out.joints.numpy()
 
 
@@ -42,6 +43,15 @@ def test_smpl_sized_pickle_matches_smplx(tmp_path, recwarn):
   np.testing.assert_allclose(out.vertices, verts, atol=1e-5)
   np.testing.assert_allclose(out.joints, joints[:, :24], atol=1e-5)
   # smplx's joints 24..44 are its vertex picks: the same points as our SMPL vertex keypoints.
+  np.testing.assert_allclose(out.keypoints[:, :21], joints[:, 24:45], atol=1e-5)
+
+  # SPIN's network path: rotation matrices (B, 1, 3, 3) / (B, 23, 3, 3), and a translation.
+  go_m = np.asarray(smpl_jax.rotations.aa_to_rotmat(go))[:, None]
+  body_m = np.asarray(smpl_jax.rotations.aa_to_rotmat(body.reshape(-1, 23, 3)))
+  transl = np.random.default_rng(1).normal(size=(4, 3)).astype(np.float32)
+  verts, joints = _smplx_forward(path, betas, go_m, body_m, 10, transl=transl, pose2rot=False)
+  out = jax.jit(smpl_jax.forward_batch)(model, betas, go_m, body_m, transl)
+  np.testing.assert_allclose(out.vertices, verts, atol=1e-5)
   np.testing.assert_allclose(out.keypoints[:, :21], joints[:, 24:45], atol=1e-5)
 
 
