@@ -43,20 +43,23 @@ def open_model_arrays() -> dict:
   m = smpl_jax.load_open_model("full")
   nv = m.num_vertices
   return dict(
-      v_template=np.asarray(m.v_template), shapedirs=np.asarray(m.shapedirs)[..., :10],
-      posedirs=np.zeros((nv, 3, 207), np.float32), J_regressor=np.asarray(m.J_regressor),
-      weights=np.asarray(m.weights), f=np.asarray(m.faces),
-      kintree_table=np.stack([np.asarray(m.parents), np.arange(24)]),
+    v_template=np.asarray(m.v_template),
+    shapedirs=np.asarray(m.shapedirs)[..., :10],
+    posedirs=np.zeros((nv, 3, 207), np.float32),
+    J_regressor=np.asarray(m.J_regressor),
+    weights=np.asarray(m.weights),
+    f=np.asarray(m.faces),
+    kintree_table=np.stack([np.asarray(m.parents), np.arange(24)]),
   )
 
 
 def params(batch: int, seed: int = 0):
   rng = np.random.default_rng(seed)
   return dict(
-      betas=rng.normal(size=(batch, 10)).astype(np.float32),
-      global_orient=(rng.normal(size=(batch, 3)) * 0.5).astype(np.float32),
-      body_pose=(rng.normal(size=(batch, 69)) * 0.4).astype(np.float32),
-      transl=np.zeros((batch, 3), np.float32),
+    betas=rng.normal(size=(batch, 10)).astype(np.float32),
+    global_orient=(rng.normal(size=(batch, 3)) * 0.5).astype(np.float32),
+    body_pose=(rng.normal(size=(batch, 69)) * 0.4).astype(np.float32),
+    transl=np.zeros((batch, 3), np.float32),
   )
 
 
@@ -70,8 +73,8 @@ def contenders(jax_path: Path | None, smplx_path: Path, batch: int):
   full = jax.jit(smpl_jax.forward_batch)
   joints = jax.jit(smpl_jax.forward_joints_batch)
   out = {
-      "jax forward": lambda: jax.block_until_ready(full(model, **p)),
-      "jax joints-only": lambda: jax.block_until_ready(joints(model, **p)),
+    "jax forward": lambda: jax.block_until_ready(full(model, **p)),
+    "jax joints-only": lambda: jax.block_until_ready(joints(model, **p)),
   }
   if smplx is not None:
     layer = smplx.SMPL(model_path=str(smplx_path), num_betas=10, batch_size=batch)
@@ -117,9 +120,14 @@ def main(argv=None):
   args = ap.parse_args(argv)
   if torch is not None:
     torch.set_num_threads(os.cpu_count())
-  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; "
-        + (f"smplx + torch {torch.__version__} ({torch.get_num_threads()} threads)"
-           if torch else "smplx not installed (pip install -e '.[bench]')"))
+  print(
+    f"jax {jax.__version__} on {jax.devices()[0].device_kind}; "
+    + (
+      f"smplx + torch {torch.__version__} ({torch.get_num_threads()} threads)"
+      if torch
+      else "smplx not installed (pip install -e '.[bench]')"
+    )
+  )
   with tempfile.TemporaryDirectory() as tmp:
     smpl_sized = Path(tmp) / "smpl" / "SMPL_NEUTRAL.pkl"
     write_smpl_pickle(smpl_sized, toy.toy_smpl_arrays(seed=0))
@@ -127,14 +135,22 @@ def main(argv=None):
       np.save(smpl_sized.parent / f"{name}.npy", reg)
     open_pkl = Path(tmp) / "open" / "open.pkl"
     write_smpl_pickle(open_pkl, open_model_arrays())
-    files = {"SMPL-sized synthetic (posedirs)": (smpl_sized, smpl_sized),
-             "open model (13718 V)": (None, open_pkl)}
-    header = f"{'model':34s} {'batch':>5s} {'contender':16s} {'ms/call':>9s} {'bodies/s':>11s} {'vs smplx':>9s}"
+    files = {
+      "SMPL-sized synthetic (posedirs)": (smpl_sized, smpl_sized),
+      "open model (13718 V)": (None, open_pkl),
+    }
+    header = (
+      f"{'model':34s} {'batch':>5s} {'contender':16s} {'ms/call':>9s} "
+      f"{'bodies/s':>11s} {'vs smplx':>9s}"
+    )
     print(header)
     print("-" * len(header))
     for label, (jax_path, smplx_path) in files.items():
       for batch in args.batches:
-        result = measure(contenders(jax_path, smplx_path, batch), args.rounds if batch < 1024 else max(5, args.rounds // 3))
+        result = measure(
+          contenders(jax_path, smplx_path, batch),
+          args.rounds if batch < 1024 else max(5, args.rounds // 3),
+        )
         ref = result.get("smplx forward")
         for name, sec in result.items():
           ratio = f"{ref / sec:8.2f}x" if ref else "       -"

@@ -8,7 +8,7 @@ regressed from the *posed* vertices, as in smplx's vertex-joint selector and SPI
 `J_regressor_extra`.
 
 Two things are folded at load time, in float64, to make the pass cheap without changing its value:
-`J_regressor @ v_template` and `J_regressor @ shapedirs` (the rest joints are linear in betas), and,
+`J_regressor @ v_template` and `J_regressor @ shapedirs` (rest joints are linear in betas), and,
 for `forward_joints`, the keypoint regressors through the skinning weights (see `_fold_keypoints`).
 
 One body per call; batch with `jax.vmap` (`forward_batch`, `forward_joints_batch`).
@@ -131,10 +131,10 @@ class BodyModel:
       if js.name == name:
         return js
     raise KeyError(
-        f"Body model {self.name!r} has no joint set {name!r}; it has "
-        f"{[js.name for js in self.joint_sets]}. For SMPL files, the 'h36m17' set needs SPIN's "
-        "J_regressor_h36m.npy (pass joint_regressor_h36m= to load_model, or put the file next to "
-        "the model file)."
+      f"Body model {self.name!r} has no joint set {name!r}; it has "
+      f"{[js.name for js in self.joint_sets]}. For SMPL files, the 'h36m17' set needs SPIN's "
+      "J_regressor_h36m.npy (pass joint_regressor_h36m= to load_model, or put the file next to "
+      "the model file)."
     )
 
 
@@ -166,8 +166,8 @@ def _as_rotmats(x, name: str, count: int, dtype):
   if x.shape == (count, 3, 3):
     return x
   raise ValueError(
-      f"{name} has shape {x.shape}; expected axis-angle ({count * 3},) or ({count}, 3), or "
-      f"rotation matrices ({count}, 3, 3) for one body (use jax.vmap or forward_batch for a batch)."
+    f"{name} has shape {x.shape}; expected axis-angle ({count * 3},) or ({count}, 3), or "
+    f"rotation matrices ({count}, 3, 3) for one body (use jax.vmap or forward_batch for a batch)."
   )
 
 
@@ -179,18 +179,18 @@ def _inputs(model: BodyModel, betas, global_orient, body_pose, transl):
   betas = jnp.asarray(betas, dtype)
   if betas.ndim != 1:
     raise ValueError(
-        f"betas has shape {betas.shape}; expected (num_betas,) for one body, with num_betas <= "
-        f"{model.num_betas} (use jax.vmap or forward_batch for a batch)."
+      f"betas has shape {betas.shape}; expected (num_betas,) for one body, with num_betas <= "
+      f"{model.num_betas} (use jax.vmap or forward_batch for a batch)."
     )
   if betas.shape[0] > model.num_betas:
     raise ValueError(
-        f"betas has {betas.shape[0]} entries but body model {model.name!r} has "
-        f"{model.num_betas} shape components; pass at most {model.num_betas} betas."
+      f"betas has {betas.shape[0]} entries but body model {model.name!r} has "
+      f"{model.num_betas} shape components; pass at most {model.num_betas} betas."
     )
   root = (
-      jnp.eye(3, dtype=dtype)[None]
-      if global_orient is None
-      else _as_rotmats(global_orient, "global_orient", 1, dtype)
+    jnp.eye(3, dtype=dtype)[None]
+    if global_orient is None
+    else _as_rotmats(global_orient, "global_orient", 1, dtype)
   )
   if body_pose is None:
     body = jnp.broadcast_to(jnp.eye(3, dtype=dtype), (nj - 1, 3, 3))
@@ -212,14 +212,14 @@ def rest_joints(model: BodyModel, betas: Float[Array, " S"]) -> Float[Array, "J 
   """J = J_regressor @ (v_template + shapedirs @ betas), through the folded arrays."""
   nb = betas.shape[0]
   return model.joint_template + jnp.einsum(
-      "jcs,s->jc", model.joint_shapedirs[..., :nb], betas, precision=_HIGHEST
+    "jcs,s->jc", model.joint_shapedirs[..., :nb], betas, precision=_HIGHEST
   )
 
 
 def kinematic_chain(
-    parents: tuple[int, ...],
-    rotmats: Float[Array, "J 3 3"],
-    joints: Float[Array, "J 3"],
+  parents: tuple[int, ...],
+  rotmats: Float[Array, "J 3 3"],
+  joints: Float[Array, "J 3"],
 ) -> tuple[Float[Array, "J 3 3"], Float[Array, "J 3"]]:
   """World rotations G_j = G_parent R_j and posed joint positions, smplx's batch_rigid_transform.
 
@@ -253,17 +253,17 @@ def _folded_keypoints(model: BodyModel, betas, rotmats, g, j_rest, j_posed) -> F
   """Keypoints of the posed mesh from the load-time fold (see `forward_joints`)."""
   nb = betas.shape[0]
   q = model.keypoint_template + jnp.einsum(
-      "encs,s->enc", model.keypoint_shapedirs[..., :nb], betas, precision=_HIGHEST
+    "encs,s->enc", model.keypoint_shapedirs[..., :nb], betas, precision=_HIGHEST
   )
   if model.has_pose_blendshapes:
     q = q + jnp.einsum(
-        "encp,p->enc", model.keypoint_posedirs, _pose_feature(rotmats), precision=_HIGHEST
+      "encp,p->enc", model.keypoint_posedirs, _pose_feature(rotmats), precision=_HIGHEST
     )
   ids = model.keypoint_joint_ids
   g_k, t_k, j_k = g[ids], j_posed[ids], j_rest[ids]  # (E, N, ...)
   s = model.keypoint_skin[..., None]
   return jnp.sum(
-      jnp.einsum("enab,enb->ena", g_k, q - s * j_k, precision=_HIGHEST) + s * t_k, axis=1
+    jnp.einsum("enab,enb->ena", g_k, q - s * j_k, precision=_HIGHEST) + s * t_k, axis=1
   )
 
 
@@ -271,10 +271,10 @@ def regress_keypoints(model: BodyModel, vertices: Float[Array, "V 3"]) -> Float[
   """The model's keypoint regressor applied to any mesh of its topology (e.g. a ground-truth
   mesh in evaluation, as SPIN regresses H36M joints from ground-truth SMPL vertices)."""
   return jax.ops.segment_sum(
-      model.keypoint_vals[:, None] * vertices[model.keypoint_cols],
-      model.keypoint_rows,
-      num_segments=model.num_keypoints,
-      indices_are_sorted=True,
+    model.keypoint_vals[:, None] * vertices[model.keypoint_cols],
+    model.keypoint_rows,
+    num_segments=model.num_keypoints,
+    indices_are_sorted=True,
   )
 
 
@@ -282,11 +282,11 @@ def regress_keypoints(model: BodyModel, vertices: Float[Array, "V 3"]) -> Float[
 
 
 def forward(
-    model: BodyModel,
-    betas: Float[Array, "..."] | None = None,  # shapes are checked by _inputs, with clear errors
-    global_orient: Float[Array, "..."] | None = None,
-    body_pose: Float[Array, "..."] | None = None,
-    transl: Float[Array, "..."] | None = None,
+  model: BodyModel,
+  betas: Float[Array, "..."] | None = None,  # shapes are checked by _inputs, with clear errors
+  global_orient: Float[Array, "..."] | None = None,
+  body_pose: Float[Array, "..."] | None = None,
+  transl: Float[Array, "..."] | None = None,
 ) -> BodyOutput:
   """Full SMPL forward for one body: vertices, kinematic joints, keypoints and joint sets.
 
@@ -304,8 +304,9 @@ def forward(
   j_rest = rest_joints(model, betas)
   # Shape and pose blend shapes in one product: [pose_feature, betas] @ blend_dirs[:P + S'].
   coeffs = jnp.concatenate([_pose_feature(rotmats)[: model.num_pose_features], betas])
-  offsets = jnp.matmul(coeffs, model.blend_dirs[: model.num_pose_features + nb],
-                       precision=_HIGHEST)
+  offsets = jnp.matmul(
+    coeffs, model.blend_dirs[: model.num_pose_features + nb], precision=_HIGHEST
+  )
   v_posed = model.v_template + offsets.reshape(-1, 3)
   g, j_posed = kinematic_chain(model.parents, rotmats, j_rest)
   # Skinning transforms A_j = [G_j | t_j - G_j J_j], blended as one (12, J) @ (J, V) product
@@ -324,20 +325,20 @@ def forward(
   verts, j_posed = verts + transl, j_posed + transl
   keypoints = keypoints + model.keypoint_rowsum[:, None] * transl
   return BodyOutput(
-      vertices=verts,
-      joints=j_posed,
-      keypoints=keypoints,
-      joint_sets=_select_joint_sets(model, j_posed, keypoints),
-      rotmats=rotmats,
+    vertices=verts,
+    joints=j_posed,
+    keypoints=keypoints,
+    joint_sets=_select_joint_sets(model, j_posed, keypoints),
+    rotmats=rotmats,
   )
 
 
 def forward_joints(
-    model: BodyModel,
-    betas: Float[Array, "..."] | None = None,  # shapes are checked by _inputs, with clear errors
-    global_orient: Float[Array, "..."] | None = None,
-    body_pose: Float[Array, "..."] | None = None,
-    transl: Float[Array, "..."] | None = None,
+  model: BodyModel,
+  betas: Float[Array, "..."] | None = None,  # shapes are checked by _inputs, with clear errors
+  global_orient: Float[Array, "..."] | None = None,
+  body_pose: Float[Array, "..."] | None = None,
+  transl: Float[Array, "..."] | None = None,
 ) -> BodyOutput:
   """Joints and keypoints without the mesh: equal to `forward` up to float32 rounding.
 
@@ -353,35 +354,39 @@ def forward_joints(
   j_posed = j_posed + transl
   keypoints = keypoints + model.keypoint_rowsum[:, None] * transl
   return BodyOutput(
-      vertices=None,
-      joints=j_posed,
-      keypoints=keypoints,
-      joint_sets=_select_joint_sets(model, j_posed, keypoints),
-      rotmats=rotmats,
+    vertices=None,
+    joints=j_posed,
+    keypoints=keypoints,
+    joint_sets=_select_joint_sets(model, j_posed, keypoints),
+    rotmats=rotmats,
   )
 
 
 def _require_one(*params):
   if all(p is None for p in params):
-    raise ValueError("forward_batch needs at least one batched parameter (betas, global_orient, "
-                     "body_pose or transl) to know the batch size.")
+    raise ValueError(
+      "forward_batch needs at least one batched parameter (betas, global_orient, "
+      "body_pose or transl) to know the batch size."
+    )
 
 
-def forward_batch(model: BodyModel, betas=None, global_orient=None, body_pose=None,
-                  transl=None) -> BodyOutput:
+def forward_batch(
+  model: BodyModel, betas=None, global_orient=None, body_pose=None, transl=None
+) -> BodyOutput:
   """`forward` over a leading batch axis of every given parameter (omitted ones are zero)."""
   _require_one(betas, global_orient, body_pose, transl)
   return jax.vmap(forward, in_axes=(None, 0, 0, 0, 0))(
-      model, betas, global_orient, body_pose, transl
+    model, betas, global_orient, body_pose, transl
   )
 
 
-def forward_joints_batch(model: BodyModel, betas=None, global_orient=None, body_pose=None,
-                         transl=None) -> BodyOutput:
+def forward_joints_batch(
+  model: BodyModel, betas=None, global_orient=None, body_pose=None, transl=None
+) -> BodyOutput:
   """`forward_joints` over a leading batch axis of every given parameter."""
   _require_one(betas, global_orient, body_pose, transl)
   return jax.vmap(forward_joints, in_axes=(None, 0, 0, 0, 0))(
-      model, betas, global_orient, body_pose, transl
+    model, betas, global_orient, body_pose, transl
   )
 
 
@@ -389,11 +394,11 @@ def forward_joints_batch(model: BodyModel, betas=None, global_orient=None, body_
 
 
 def _fold_keypoints(
-    regressor: np.ndarray,
-    weights: np.ndarray,
-    v_template: np.ndarray,
-    shapedirs: np.ndarray,
-    posedirs_vcp: np.ndarray,
+  regressor: np.ndarray,
+  weights: np.ndarray,
+  v_template: np.ndarray,
+  shapedirs: np.ndarray,
+  posedirs_vcp: np.ndarray,
 ):
   """Folds a keypoint regressor (E, V) through the skinning weights, in float64.
 
@@ -405,8 +410,8 @@ def _fold_keypoints(
   s_full = regressor @ weights  # (E, J)
   influence = [np.flatnonzero(regressor[e] != 0) for e in range(e_count)]
   joint_lists = [
-      np.flatnonzero(np.abs(weights[vs]).sum(0) > 0) if len(vs) else np.zeros(0, np.int64)
-      for vs in influence
+    np.flatnonzero(np.abs(weights[vs]).sum(0) > 0) if len(vs) else np.zeros(0, np.int64)
+    for vs in influence
   ]
   n = max([1] + [len(j) for j in joint_lists])
   num_s, num_p = shapedirs.shape[-1], posedirs_vcp.shape[-1]
@@ -428,22 +433,21 @@ def _fold_keypoints(
   return ids, skin, q0, qs, qp
 
 
-
 def build_model(
-    *,
-    v_template: np.ndarray,
-    shapedirs: np.ndarray,
-    posedirs: np.ndarray | None,
-    J_regressor: np.ndarray,
-    weights: np.ndarray,
-    faces: np.ndarray,
-    parents: tuple[int, ...] | np.ndarray,
-    joint_names: tuple[str, ...] | None = None,
-    keypoint_regressor: np.ndarray | None = None,
-    keypoint_names: tuple[str, ...] = (),
-    joint_sets: tuple[JointSet, ...] = (),
-    name: str = "",
-    dtype: Any = jnp.float32,
+  *,
+  v_template: np.ndarray,
+  shapedirs: np.ndarray,
+  posedirs: np.ndarray | None,
+  J_regressor: np.ndarray,
+  weights: np.ndarray,
+  faces: np.ndarray,
+  parents: tuple[int, ...] | np.ndarray,
+  joint_names: tuple[str, ...] | None = None,
+  keypoint_regressor: np.ndarray | None = None,
+  keypoint_names: tuple[str, ...] = (),
+  joint_sets: tuple[JointSet, ...] = (),
+  name: str = "",
+  dtype: Any = jnp.float32,
 ) -> BodyModel:
   """Validates SMPL-layout numpy arrays, folds the derived arrays in float64, returns a model.
 
@@ -454,7 +458,7 @@ def build_model(
   """
   f64 = lambda x: np.asarray(x, np.float64)  # noqa: E731
   v_template, shapedirs, J_regressor, weights = map(
-      f64, (v_template, shapedirs, J_regressor, weights)
+    f64, (v_template, shapedirs, J_regressor, weights)
   )
   parents = tuple(int(p) for p in np.asarray(parents).reshape(-1))
   nv, nj = v_template.shape[0] if v_template.ndim == 2 else -1, len(parents)
@@ -462,16 +466,18 @@ def build_model(
   def check(arr, expected, what):
     if arr.shape != expected:
       raise ValueError(
-          f"{name or 'body model'}: {what} has shape {arr.shape}, expected {expected}. "
-          "The file is not a valid SMPL-layout model (or is corrupt)."
+        f"{name or 'body model'}: {what} has shape {arr.shape}, expected {expected}. "
+        "The file is not a valid SMPL-layout model (or is corrupt)."
       )
 
   if v_template.ndim != 2 or v_template.shape[1] != 3:
-    raise ValueError(f"{name or 'body model'}: v_template has shape {v_template.shape}, "
-                     "expected (V, 3).")
+    raise ValueError(
+      f"{name or 'body model'}: v_template has shape {v_template.shape}, expected (V, 3)."
+    )
   if shapedirs.ndim != 3:
-    raise ValueError(f"{name or 'body model'}: shapedirs has shape {shapedirs.shape}, "
-                     "expected (V, 3, num_betas).")
+    raise ValueError(
+      f"{name or 'body model'}: shapedirs has shape {shapedirs.shape}, expected (V, 3, num_betas)."
+    )
   check(shapedirs, (nv, 3, shapedirs.shape[2]), "shapedirs")
   check(J_regressor, (nj, nv), "J_regressor")
   check(weights, (nv, nj), "weights")
@@ -482,8 +488,8 @@ def build_model(
     raise ValueError(f"{name or 'body model'}: faces index vertices outside [0, {nv}).")
   if parents[0] != -1 or any(not 0 <= p < j for j, p in enumerate(parents) if j):
     raise ValueError(
-        f"{name or 'body model'}: kinematic parents {parents} are not a tree in topological "
-        "order (root first with parent -1, every parent before its child)."
+      f"{name or 'body model'}: kinematic parents {parents} are not a tree in topological "
+      "order (root first with parent -1, every parent before its child)."
     )
   num_p = 9 * (nj - 1)
   if posedirs is None or not np.any(posedirs):
@@ -491,11 +497,17 @@ def build_model(
   else:
     posedirs = f64(posedirs)
     check(posedirs, (nv, 3, num_p), "posedirs")
-  for arr, what in ((v_template, "v_template"), (shapedirs, "shapedirs"), (posedirs, "posedirs"),
-                    (J_regressor, "J_regressor"), (weights, "weights")):
+  for arr, what in (
+    (v_template, "v_template"),
+    (shapedirs, "shapedirs"),
+    (posedirs, "posedirs"),
+    (J_regressor, "J_regressor"),
+    (weights, "weights"),
+  ):
     if not np.all(np.isfinite(arr)):
-      raise ValueError(f"{name or 'body model'}: {what} contains NaN or infinite values; the file "
-                       "is corrupt.")
+      raise ValueError(
+        f"{name or 'body model'}: {what} contains NaN or infinite values; the file is corrupt."
+      )
   if keypoint_regressor is None:
     keypoint_regressor = np.zeros((0, nv))
   keypoint_regressor = f64(keypoint_regressor)
@@ -504,38 +516,41 @@ def build_model(
     joint_names = tuple(f"joint_{j}" for j in range(nj))
   for js in joint_sets:
     n_src = nj + len(keypoint_names)
-    if not (len(js.names) == len(js.sources) == len(js.flip_perm)) or any(
-        s >= n_src for s in js.sources
-    ) or sorted(js.flip_perm) != list(range(len(js.names))):
+    if (
+      not (len(js.names) == len(js.sources) == len(js.flip_perm))
+      or any(s >= n_src for s in js.sources)
+      or sorted(js.flip_perm) != list(range(len(js.names)))
+    ):
       raise ValueError(f"joint set {js.name!r} is malformed (sources/flip_perm).")
 
   ids, skin, q0, qs, qp = _fold_keypoints(
-      keypoint_regressor, weights, v_template, shapedirs, posedirs
+    keypoint_regressor, weights, v_template, shapedirs, posedirs
   )
   kp_rows, kp_cols = np.nonzero(keypoint_regressor)  # row-major order: sorted by row
   cast = lambda x: jnp.asarray(np.asarray(x), dtype)  # noqa: E731
   return BodyModel(
-      v_template=cast(v_template),
-      blend_dirs=cast(np.concatenate(
-          [posedirs.reshape(nv * 3, -1).T, shapedirs.reshape(nv * 3, -1).T])),
-      J_regressor=cast(J_regressor),
-      weights=cast(weights),
-      faces=jnp.asarray(faces, jnp.int32),
-      joint_template=cast(J_regressor @ v_template),
-      joint_shapedirs=cast(np.einsum("jv,vcs->jcs", J_regressor, shapedirs)),
-      keypoint_rowsum=cast(keypoint_regressor.sum(axis=1)),
-      keypoint_rows=jnp.asarray(kp_rows, jnp.int32),
-      keypoint_cols=jnp.asarray(kp_cols, jnp.int32),
-      keypoint_vals=cast(keypoint_regressor[kp_rows, kp_cols]),
-      keypoint_joint_ids=jnp.asarray(ids),
-      keypoint_skin=cast(skin),
-      keypoint_template=cast(q0),
-      keypoint_shapedirs=cast(qs),
-      keypoint_posedirs=cast(qp),
-      parents=parents,
-      num_pose_features=posedirs.shape[-1],
-      joint_names=tuple(joint_names),
-      keypoint_names=tuple(keypoint_names),
-      joint_sets=tuple(joint_sets),
-      name=name,
+    v_template=cast(v_template),
+    blend_dirs=cast(
+      np.concatenate([posedirs.reshape(nv * 3, -1).T, shapedirs.reshape(nv * 3, -1).T])
+    ),
+    J_regressor=cast(J_regressor),
+    weights=cast(weights),
+    faces=jnp.asarray(faces, jnp.int32),
+    joint_template=cast(J_regressor @ v_template),
+    joint_shapedirs=cast(np.einsum("jv,vcs->jcs", J_regressor, shapedirs)),
+    keypoint_rowsum=cast(keypoint_regressor.sum(axis=1)),
+    keypoint_rows=jnp.asarray(kp_rows, jnp.int32),
+    keypoint_cols=jnp.asarray(kp_cols, jnp.int32),
+    keypoint_vals=cast(keypoint_regressor[kp_rows, kp_cols]),
+    keypoint_joint_ids=jnp.asarray(ids),
+    keypoint_skin=cast(skin),
+    keypoint_template=cast(q0),
+    keypoint_shapedirs=cast(qs),
+    keypoint_posedirs=cast(qp),
+    parents=parents,
+    num_pose_features=posedirs.shape[-1],
+    joint_names=tuple(joint_names),
+    keypoint_names=tuple(keypoint_names),
+    joint_sets=tuple(joint_sets),
+    name=name,
   )

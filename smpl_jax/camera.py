@@ -18,11 +18,11 @@ IMG_RES = 224
 
 
 def perspective_projection(
-    points: Float[Array, "*B K 3"],
-    cam_t: Float[Array, "*B 3"],
-    focal_length: Float[Array, "*#B"] | float,
-    center: Float[Array, "*#B 2"] | None = None,
-    rotation: Float[Array, "*#B 3 3"] | None = None,
+  points: Float[Array, "*B K 3"],
+  cam_t: Float[Array, "*B 3"],
+  focal_length: Float[Array, "*#B"] | float,
+  center: Float[Array, "*#B 2"] | None = None,
+  rotation: Float[Array, "*#B 3 3"] | None = None,
 ) -> Float[Array, "*B K 2"]:
   """x = f (R X + t)_xy / (R X + t)_z + c; `focal_length` may be a scalar or per element."""
   if rotation is not None:
@@ -36,9 +36,9 @@ def perspective_projection(
 
 
 def weak_perspective_to_translation(
-    cam_weak: Float[Array, "*B 3"],
-    focal_length: float = FOCAL_LENGTH,
-    img_res: float = IMG_RES,
+  cam_weak: Float[Array, "*B 3"],
+  focal_length: float = FOCAL_LENGTH,
+  img_res: float = IMG_RES,
 ) -> Float[Array, "*B 3"]:
   """HMR's weak-perspective camera [s, tx, ty] to a perspective translation (metres).
 
@@ -52,11 +52,11 @@ def weak_perspective_to_translation(
 
 
 def estimate_translation(
-    joints: Float[Array, "*B K 3"],
-    keypoints: Float[Array, "*B K 2"],
-    confidence: Float[Array, "*B K"],
-    focal_length: Float[Array, "*#B"] | float = FOCAL_LENGTH,
-    center: Float[Array, "*#B 2"] | None = None,
+  joints: Float[Array, "*B K 3"],
+  keypoints: Float[Array, "*B K 2"],
+  confidence: Float[Array, "*B K"],
+  focal_length: Float[Array, "*#B"] | float = FOCAL_LENGTH,
+  center: Float[Array, "*#B 2"] | None = None,
 ) -> Float[Array, "*B 3"]:
   """Camera translation that best projects `joints` onto `keypoints` (SPIN's estimate_translation).
 

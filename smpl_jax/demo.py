@@ -36,10 +36,10 @@ def sample_params(model, n: int, seed: int):
   global_orient[:, 0] = np.pi  # SPIN's camera looks down +z with y down: turn the body to face it
   global_orient[:, 1] = rng.uniform(-0.6, 0.6, n)
   return dict(
-      betas=rng.normal(size=(n, min(10, model.num_betas))).astype(np.float32),
-      global_orient=global_orient.astype(np.float32),
-      body_pose=body.reshape(n, -1).astype(np.float32),
-      transl=np.zeros((n, 3), np.float32),
+    betas=rng.normal(size=(n, min(10, model.num_betas))).astype(np.float32),
+    global_orient=global_orient.astype(np.float32),
+    body_pose=body.reshape(n, -1).astype(np.float32),
+    transl=np.zeros((n, 3), np.float32),
   )
 
 
@@ -99,21 +99,25 @@ def main(argv=None):
   out.mkdir(parents=True, exist_ok=True)
 
   model = smpl_jax.load_model(args.model)
-  print(f"model: {model.name} ({model.num_vertices} vertices, {model.num_betas} betas, "
-        f"joint sets {[js.name for js in model.joint_sets]})")
+  print(
+    f"model: {model.name} ({model.num_vertices} vertices, {model.num_betas} betas, "
+    f"joint sets {[js.name for js in model.joint_sets]})"
+  )
   params = sample_params(model, args.batch, args.seed)
   full = jax.jit(smpl_jax.forward_batch)
   joints_only = jax.jit(smpl_jax.forward_joints_batch)
-  print(f"batch {args.batch}: forward {bodies_per_second(full, model, params):,.0f} bodies/s, "
-        f"joints-only {bodies_per_second(joints_only, model, params):,.0f} bodies/s "
-        f"on {jax.devices()[0].platform}")
+  print(
+    f"batch {args.batch}: forward {bodies_per_second(full, model, params):,.0f} bodies/s, "
+    f"joints-only {bodies_per_second(joints_only, model, params):,.0f} bodies/s "
+    f"on {jax.devices()[0].platform}"
+  )
 
   shown = {k: v[:4] for k, v in params.items()}
   result = full(model, **shown)
   faces = np.asarray(model.faces)
   tiles = [
-      render(np.asarray(result.vertices[i]), faces, np.asarray(result.joint_sets["spin49"][i]))
-      for i in range(4)
+    render(np.asarray(result.vertices[i]), faces, np.asarray(result.joint_sets["spin49"][i]))
+    for i in range(4)
   ]
   montage = Image.new("RGB", (4 * tiles[0].width, tiles[0].height))
   for i, tile in enumerate(tiles):

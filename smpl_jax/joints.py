@@ -17,8 +17,32 @@ SMPL_JOINT_NAMES = (
 )  # fmt: skip
 SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 # Mirror image of each SMPL joint (SPIN's SMPL_JOINTS_FLIP_PERM).
-SMPL_JOINTS_FLIP_PERM = (0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18,
-                         21, 20, 23, 22)
+SMPL_JOINTS_FLIP_PERM = (
+  0,
+  2,
+  1,
+  3,
+  5,
+  4,
+  6,
+  8,
+  7,
+  9,
+  11,
+  10,
+  12,
+  14,
+  13,
+  15,
+  17,
+  16,
+  19,
+  18,
+  21,
+  20,
+  23,
+  22,
+)
 
 # smplx's VertexJointSelector for SMPL (vertex ids on the 6890-vertex SMPL mesh), in smplx order.
 SMPL_VERTEX_KEYPOINTS = (
@@ -48,10 +72,59 @@ SPIN49_NAMES = (
 )  # fmt: skip
 OPENPOSE = slice(0, 25)
 GT24 = slice(25, 49)
-J24_FLIP_PERM = (5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6, 12, 13, 14, 15, 16, 17, 18, 19, 21, 20,
-                 23, 22)
-SPIN49_FLIP_PERM = (0, 1, 5, 6, 7, 2, 3, 4, 8, 12, 13, 14, 9, 10, 11, 16, 15, 18, 17, 22, 23, 24,
-                    19, 20, 21) + tuple(25 + i for i in J24_FLIP_PERM)
+J24_FLIP_PERM = (
+  5,
+  4,
+  3,
+  2,
+  1,
+  0,
+  11,
+  10,
+  9,
+  8,
+  7,
+  6,
+  12,
+  13,
+  14,
+  15,
+  16,
+  17,
+  18,
+  19,
+  21,
+  20,
+  23,
+  22,
+)
+SPIN49_FLIP_PERM = (
+  0,
+  1,
+  5,
+  6,
+  7,
+  2,
+  3,
+  4,
+  8,
+  12,
+  13,
+  14,
+  9,
+  10,
+  11,
+  16,
+  15,
+  18,
+  17,
+  22,
+  23,
+  24,
+  19,
+  20,
+  21,
+) + tuple(25 + i for i in J24_FLIP_PERM)
 
 # Sources of SPIN's 49 joints on SMPL (SPIN's JOINT_MAP resolved to names): "joint:<smpl joint>"
 # or "keypoint:<keypoint name>".
@@ -87,9 +160,9 @@ J24_TO_J14 = J24_TO_J17[:14]
 
 
 def resolve_sources(
-    sources: tuple[str | None, ...],
-    joint_names: tuple[str, ...],
-    keypoint_names: tuple[str, ...],
+  sources: tuple[str | None, ...],
+  joint_names: tuple[str, ...],
+  keypoint_names: tuple[str, ...],
 ) -> tuple[int, ...]:
   """Maps "joint:<name>" / "keypoint:<name>" sources to indices into [joints, keypoints].
 
@@ -114,24 +187,42 @@ def resolve_sources(
 
 def make_joint_set(name, names, sources, flip_perm, joint_names, keypoint_names) -> JointSet:
   return JointSet(
-      name=name,
-      names=tuple(names),
-      sources=resolve_sources(tuple(sources), tuple(joint_names), tuple(keypoint_names)),
-      flip_perm=tuple(flip_perm),
+    name=name,
+    names=tuple(names),
+    sources=resolve_sources(tuple(sources), tuple(joint_names), tuple(keypoint_names)),
+    flip_perm=tuple(flip_perm),
   )
 
 
 def smpl_joint_sets(keypoint_names: tuple[str, ...], has_h36m: bool) -> tuple[JointSet, ...]:
   """SMPL's joint sets: SPIN's 49 (always; rows need J_regressor_extra) and H36M 17 if present."""
   sets = [
-      make_joint_set("smpl24", SMPL_JOINT_NAMES, [f"joint:{n}" for n in SMPL_JOINT_NAMES],
-                     SMPL_JOINTS_FLIP_PERM, SMPL_JOINT_NAMES, keypoint_names),
-      make_joint_set("spin49", SPIN49_NAMES, SPIN49_SMPL_SOURCES, SPIN49_FLIP_PERM,
-                     SMPL_JOINT_NAMES, keypoint_names),
+    make_joint_set(
+      "smpl24",
+      SMPL_JOINT_NAMES,
+      [f"joint:{n}" for n in SMPL_JOINT_NAMES],
+      SMPL_JOINTS_FLIP_PERM,
+      SMPL_JOINT_NAMES,
+      keypoint_names,
+    ),
+    make_joint_set(
+      "spin49",
+      SPIN49_NAMES,
+      SPIN49_SMPL_SOURCES,
+      SPIN49_FLIP_PERM,
+      SMPL_JOINT_NAMES,
+      keypoint_names,
+    ),
   ]
   if has_h36m:
     sets.append(
-        make_joint_set("h36m17", H36M17_NAMES, [f"keypoint:h36m17_{i}" for i in range(17)],
-                       H36M17_FLIP_PERM, SMPL_JOINT_NAMES, keypoint_names)
+      make_joint_set(
+        "h36m17",
+        H36M17_NAMES,
+        [f"keypoint:h36m17_{i}" for i in range(17)],
+        H36M17_FLIP_PERM,
+        SMPL_JOINT_NAMES,
+        keypoint_names,
+      )
     )
   return tuple(sets)

@@ -40,8 +40,8 @@ def skew(v: Float[Array, "*B 3"]) -> Float[Array, "*B 3 3"]:
   x, y, z = v[..., 0], v[..., 1], v[..., 2]
   zero = jnp.zeros_like(x)
   return jnp.stack(
-      [jnp.stack([zero, -z, y], -1), jnp.stack([z, zero, -x], -1), jnp.stack([-y, x, zero], -1)],
-      -2,
+    [jnp.stack([zero, -z, y], -1), jnp.stack([z, zero, -x], -1), jnp.stack([-y, x, zero], -1)],
+    -2,
   )
 
 
@@ -86,9 +86,9 @@ def quat_to_rotmat(quat: Float[Array, "*B 4"]) -> Float[Array, "*B 3 3"]:
   quat = quat / jnp.linalg.norm(quat, axis=-1, keepdims=True)
   w, x, y, z = quat[..., 0], quat[..., 1], quat[..., 2], quat[..., 3]
   rows = [
-      [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-      [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-      [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+    [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+    [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
   ]
   return jnp.stack([jnp.stack(r, -1) for r in rows], -2)
 
@@ -105,17 +105,45 @@ def rotmat_to_quat(rotmat: Float[Array, "*B 3 3"]) -> Float[Array, "*B 4"]:
   trace = m00 + m11 + m22
   pivots = jnp.stack([trace, m00, m11, m22], -1)  # proportional to 4 w^2 - 1, 4 x^2 - 1, ...
   cands = jnp.stack(
-      [
-          jnp.stack([1 + trace, r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0],
-                     r[..., 1, 0] - r[..., 0, 1]], -1),
-          jnp.stack([r[..., 2, 1] - r[..., 1, 2], 1 + m00 - m11 - m22,
-                     r[..., 0, 1] + r[..., 1, 0], r[..., 0, 2] + r[..., 2, 0]], -1),
-          jnp.stack([r[..., 0, 2] - r[..., 2, 0], r[..., 0, 1] + r[..., 1, 0],
-                     1 - m00 + m11 - m22, r[..., 1, 2] + r[..., 2, 1]], -1),
-          jnp.stack([r[..., 1, 0] - r[..., 0, 1], r[..., 0, 2] + r[..., 2, 0],
-                     r[..., 1, 2] + r[..., 2, 1], 1 - m00 - m11 + m22], -1),
-      ],
-      -2,
+    [
+      jnp.stack(
+        [
+          1 + trace,
+          r[..., 2, 1] - r[..., 1, 2],
+          r[..., 0, 2] - r[..., 2, 0],
+          r[..., 1, 0] - r[..., 0, 1],
+        ],
+        -1,
+      ),
+      jnp.stack(
+        [
+          r[..., 2, 1] - r[..., 1, 2],
+          1 + m00 - m11 - m22,
+          r[..., 0, 1] + r[..., 1, 0],
+          r[..., 0, 2] + r[..., 2, 0],
+        ],
+        -1,
+      ),
+      jnp.stack(
+        [
+          r[..., 0, 2] - r[..., 2, 0],
+          r[..., 0, 1] + r[..., 1, 0],
+          1 - m00 + m11 - m22,
+          r[..., 1, 2] + r[..., 2, 1],
+        ],
+        -1,
+      ),
+      jnp.stack(
+        [
+          r[..., 1, 0] - r[..., 0, 1],
+          r[..., 0, 2] + r[..., 2, 0],
+          r[..., 1, 2] + r[..., 2, 1],
+          1 - m00 - m11 + m22,
+        ],
+        -1,
+      ),
+    ],
+    -2,
   )  # (*B, 4 candidates, 4 components), each = 4 q_pivot * q
   best = jnp.argmax(pivots, axis=-1)
   q = jnp.take_along_axis(cands, best[..., None, None], axis=-2)[..., 0, :]
@@ -172,16 +200,16 @@ def geodesic_angle(r1: Float[Array, "*B 3 3"], r2: Float[Array, "*B 3 3"]) -> Fl
 
 
 __all__ = [
-    "aa_to_quat",
-    "aa_to_rot6d",
-    "aa_to_rotmat",
-    "geodesic_angle",
-    "quat_to_aa",
-    "quat_to_rotmat",
-    "rot6d_to_aa",
-    "rot6d_to_rotmat",
-    "rotmat_to_aa",
-    "rotmat_to_quat",
-    "rotmat_to_rot6d",
-    "skew",
+  "aa_to_quat",
+  "aa_to_rot6d",
+  "aa_to_rotmat",
+  "geodesic_angle",
+  "quat_to_aa",
+  "quat_to_rotmat",
+  "rot6d_to_aa",
+  "rot6d_to_rotmat",
+  "rotmat_to_aa",
+  "rotmat_to_quat",
+  "rotmat_to_rot6d",
+  "skew",
 ]

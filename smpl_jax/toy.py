@@ -22,11 +22,11 @@ _REST_JOINTS = np.array([
 
 
 def toy_smpl_arrays(
-    num_vertices: int = 6890,
-    num_faces: int = 13776,
-    num_betas: int = 10,
-    pose_blendshapes: bool = True,
-    seed: int = 0,
+  num_vertices: int = 6890,
+  num_faces: int = 13776,
+  num_betas: int = 10,
+  pose_blendshapes: bool = True,
+  seed: int = 0,
 ) -> dict[str, np.ndarray]:
   """SMPL-layout arrays (keys as in SMPL files) for a synthetic body; deterministic in `seed`."""
   rng = np.random.default_rng(seed)
@@ -64,21 +64,21 @@ def toy_smpl_arrays(
       coeff = rng.normal(size=(3, 3)) * 0.02
       shapedirs[:, :, s] = np.tanh(v_template @ coeff)
   posedirs = (
-      rng.normal(size=(num_vertices, 3, 207)) * 2e-3
-      if pose_blendshapes
-      else np.zeros((num_vertices, 3, 207))
+    rng.normal(size=(num_vertices, 3, 207)) * 2e-3
+    if pose_blendshapes
+    else np.zeros((num_vertices, 3, 207))
   )
   faces = rng.integers(0, num_vertices, (num_faces, 3))
   kintree = np.stack([parents, np.arange(24)])
   kintree[0, 0] = 4294967295  # SMPL stores the root's parent as uint32 -1
   return dict(
-      v_template=v_template,
-      shapedirs=shapedirs,
-      posedirs=posedirs,
-      J_regressor=J_regressor,
-      weights=weights,
-      kintree_table=kintree.astype(np.int64),
-      f=faces.astype(np.uint32),
+    v_template=v_template,
+    shapedirs=shapedirs,
+    posedirs=posedirs,
+    J_regressor=J_regressor,
+    weights=weights,
+    kintree_table=kintree.astype(np.int64),
+    f=faces.astype(np.uint32),
   )
 
 

@@ -6,7 +6,9 @@ from pathlib import Path
 import jax
 
 # Persist XLA executables across test runs (CI re-runs compile nothing it compiled before).
-_CACHE = os.environ.get("SPIN_JAX_TEST_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "jax"))
+_CACHE = os.environ.get(
+  "SPIN_JAX_TEST_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "jax")
+)
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -16,8 +16,9 @@ def rodrigues(aa):
   return np.eye(3) + np.sin(theta) * kx + (1.0 - np.cos(theta)) * kx @ kx
 
 
-def forward(arrays, parents, betas, pose_aa, transl=np.zeros(3), keypoint_regressor=None):
+def forward(arrays, parents, betas, pose_aa, transl=None, keypoint_regressor=None):
   """SMPL with SMPL-file arrays. pose_aa (J, 3) includes the root. Returns verts, joints, kps."""
+  transl = np.zeros(3) if transl is None else np.asarray(transl, np.float64)
   v_template = np.asarray(arrays["v_template"], np.float64)
   shapedirs = np.asarray(arrays["shapedirs"], np.float64)[..., : len(betas)]
   j_regressor = np.asarray(arrays["J_regressor"], np.float64)

@@ -1,9 +1,9 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy_smpl
 import pytest
 
-import numpy_smpl
 import smpl_jax
 from smpl_jax import rotations
 
@@ -12,10 +12,10 @@ def _params(model, n, seed=0, scale=0.4):
   rng = np.random.default_rng(seed)
   nj = model.num_joints
   return dict(
-      betas=rng.normal(size=(n, min(10, model.num_betas))).astype(np.float32),
-      global_orient=(rng.normal(size=(n, 3)) * scale).astype(np.float32),
-      body_pose=(rng.normal(size=(n, (nj - 1) * 3)) * scale).astype(np.float32),
-      transl=rng.normal(size=(n, 3)).astype(np.float32),
+    betas=rng.normal(size=(n, min(10, model.num_betas))).astype(np.float32),
+    global_orient=(rng.normal(size=(n, 3)) * scale).astype(np.float32),
+    body_pose=(rng.normal(size=(n, (nj - 1) * 3)) * scale).astype(np.float32),
+    transl=rng.normal(size=(n, 3)).astype(np.float32),
   )
 
 
@@ -26,10 +26,14 @@ def lowres_arrays():
 
 def _check_against_reference(model, arrays, kp_reg, n=3, atol=2e-5):
   p = _params(model, n)
-  out = jax.jit(smpl_jax.forward_batch)(model, p["betas"], p["global_orient"], p["body_pose"], p["transl"])
+  out = jax.jit(smpl_jax.forward_batch)(
+    model, p["betas"], p["global_orient"], p["body_pose"], p["transl"]
+  )
   for i in range(n):
     pose = np.concatenate([p["global_orient"][i], p["body_pose"][i]]).reshape(-1, 3)
-    verts, joints, kps = numpy_smpl.forward(arrays, model.parents, p["betas"][i], pose, p["transl"][i], kp_reg)
+    verts, joints, kps = numpy_smpl.forward(
+      arrays, model.parents, p["betas"][i], pose, p["transl"][i], kp_reg
+    )
     np.testing.assert_allclose(out.vertices[i], verts, atol=atol)
     np.testing.assert_allclose(out.joints[i], joints, atol=atol)
     np.testing.assert_allclose(out.keypoints[i], kps, atol=atol)
@@ -61,8 +65,12 @@ def test_global_rotation_rotates_the_mesh_about_the_root(lowres_model):
   turned = f(lowres_model, betas, aa, body)
   root = np.asarray(base.joints[0])
   r = np.asarray(rotations.aa_to_rotmat(aa))
-  np.testing.assert_allclose(turned.vertices, (np.asarray(base.vertices) - root) @ r.T + root, atol=1e-5)
-  np.testing.assert_allclose(turned.keypoints, (np.asarray(base.keypoints) - root) @ r.T + root, atol=1e-5)
+  np.testing.assert_allclose(
+    turned.vertices, (np.asarray(base.vertices) - root) @ r.T + root, atol=1e-5
+  )
+  np.testing.assert_allclose(
+    turned.keypoints, (np.asarray(base.keypoints) - root) @ r.T + root, atol=1e-5
+  )
 
 
 def test_rotation_matrices_and_axis_angle_give_the_same_body(toy_model):
@@ -77,10 +85,14 @@ def test_rotation_matrices_and_axis_angle_give_the_same_body(toy_model):
 
 def test_vmap_equals_a_loop(toy_model):
   p = _params(toy_model, 4, seed=3)
-  batched = jax.jit(smpl_jax.forward_batch)(toy_model, p["betas"], p["global_orient"], p["body_pose"], p["transl"])
+  batched = jax.jit(smpl_jax.forward_batch)(
+    toy_model, p["betas"], p["global_orient"], p["body_pose"], p["transl"]
+  )
   single = jax.jit(smpl_jax.forward)
   for i in range(4):
-    one = single(toy_model, p["betas"][i], p["global_orient"][i], p["body_pose"][i], p["transl"][i])
+    one = single(
+      toy_model, p["betas"][i], p["global_orient"][i], p["body_pose"][i], p["transl"][i]
+    )
     np.testing.assert_allclose(batched.vertices[i], one.vertices, atol=1e-6)
     for name in one.joint_sets:
       np.testing.assert_allclose(batched.joint_sets[name][i], one.joint_sets[name], atol=1e-6)
@@ -116,23 +128,34 @@ def test_translation_reaches_keypoints_by_their_regressor_row_sums(toy_arrays):
   reg[0, [3, 7]] = [0.5, 0.4]
   reg[1, 11] = 1.0
   model = smpl_jax.build_model(
-      v_template=toy_arrays["v_template"], shapedirs=toy_arrays["shapedirs"],
-      posedirs=toy_arrays["posedirs"], J_regressor=toy_arrays["J_regressor"],
-      weights=toy_arrays["weights"], faces=toy_arrays["f"], parents=smpl_jax.joints.SMPL_PARENTS,
-      keypoint_regressor=reg, keypoint_names=("a", "b"))
+    v_template=toy_arrays["v_template"],
+    shapedirs=toy_arrays["shapedirs"],
+    posedirs=toy_arrays["posedirs"],
+    J_regressor=toy_arrays["J_regressor"],
+    weights=toy_arrays["weights"],
+    faces=toy_arrays["f"],
+    parents=smpl_jax.joints.SMPL_PARENTS,
+    keypoint_regressor=reg,
+    keypoint_names=("a", "b"),
+  )
   transl = np.array([0.1, 0.2, 0.3], np.float32)
   pose = np.full(69, 0.3, np.float32)
   for fn in (smpl_jax.forward, smpl_jax.forward_joints):
     out = jax.jit(fn)(model, body_pose=pose, transl=transl)
     full = jax.jit(smpl_jax.forward)(model, body_pose=pose, transl=transl)
-    np.testing.assert_allclose(out.keypoints, smpl_jax.regress_keypoints(model, full.vertices),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+      out.keypoints, smpl_jax.regress_keypoints(model, full.vertices), atol=1e-5
+    )
 
 
 def test_folded_keypoints_equal_the_regressor_on_the_posed_mesh(lowres_model):
   p = _params(lowres_model, 4, seed=8, scale=0.8)
-  out = jax.jit(smpl_jax.forward_batch)(lowres_model, p["betas"], p["global_orient"], p["body_pose"], p["transl"])
-  regressed = jax.jit(jax.vmap(smpl_jax.regress_keypoints, in_axes=(None, 0)))(lowres_model, out.vertices)
+  out = jax.jit(smpl_jax.forward_batch)(
+    lowres_model, p["betas"], p["global_orient"], p["body_pose"], p["transl"]
+  )
+  regressed = jax.jit(jax.vmap(smpl_jax.regress_keypoints, in_axes=(None, 0)))(
+    lowres_model, out.vertices
+  )
   np.testing.assert_allclose(out.keypoints, regressed, atol=1e-5)
 
 

@@ -27,7 +27,9 @@ def test_estimate_translation_recovers_exact_translation_batched():
     t = t + np.array([seed * 0.05, 0.0, seed * 3.0], np.float32)
     js.append(joints)
     ts.append(t)
-    kps.append(np.asarray(camera.perspective_projection(joints, t, 5000.0, jnp.array([112.0, 112.0]))))
+    kps.append(
+      np.asarray(camera.perspective_projection(joints, t, 5000.0, jnp.array([112.0, 112.0])))
+    )
   conf = np.ones((4, 24), np.float32)
   conf[1, :5] = 0.0  # dropped joints do not matter for exact data
   est = jax.jit(camera.estimate_translation)(np.stack(js), np.stack(kps), conf)
@@ -61,8 +63,13 @@ def spin_estimate_translation_np(s3d, j2d, conf, focal=5000.0, img=224.0):
   o = np.tile(center, len(s3d))
   ff = np.tile(f, len(s3d))
   w = np.sqrt(np.reshape(np.tile(conf, (2, 1)).T, -1))
-  q = np.array([ff * np.tile(np.array([1, 0]), len(s3d)), ff * np.tile(np.array([0, 1]), len(s3d)),
-                o - np.reshape(j2d, -1)]).T
+  q = np.array(
+    [
+      ff * np.tile(np.array([1, 0]), len(s3d)),
+      ff * np.tile(np.array([0, 1]), len(s3d)),
+      o - np.reshape(j2d, -1),
+    ]
+  ).T
   c = (np.reshape(j2d, -1) - o) * z - ff * xy
   w_diag = np.diag(w)
   q = w_diag @ q

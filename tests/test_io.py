@@ -6,9 +6,9 @@ import types
 
 import jax
 import numpy as np
+import numpy_smpl
 import pytest
 
-import numpy_smpl
 import smpl_jax
 from smpl_jax import joints as joints_lib
 from smpl_jax import toy
@@ -46,7 +46,10 @@ def smpl_style_modules(monkeypatch):
   ch.Ch = _Ch
   csc = types.ModuleType("scipy.sparse.csc")
   _CscMatrix.__module__, _CscMatrix.__qualname__, _CscMatrix.__name__ = (
-      "scipy.sparse.csc", "csc_matrix", "csc_matrix")
+    "scipy.sparse.csc",
+    "csc_matrix",
+    "csc_matrix",
+  )
   csc.csc_matrix = _CscMatrix
   monkeypatch.setitem(sys.modules, "chumpy", chumpy)
   monkeypatch.setitem(sys.modules, "chumpy.ch", ch)
@@ -56,16 +59,16 @@ def smpl_style_modules(monkeypatch):
 def write_smpl_pkl(path, arrays):
   """An SMPL-style pickle: chumpy arrays, a sparse csc J_regressor, extra unused keys."""
   data = dict(
-      v_template=_Ch(arrays["v_template"]),
-      shapedirs=_Ch(arrays["shapedirs"]),
-      posedirs=arrays["posedirs"],
-      J_regressor=_CscMatrix(arrays["J_regressor"]),
-      weights=_Ch(arrays["weights"]),
-      kintree_table=arrays["kintree_table"].astype(np.uint32),
-      f=arrays["f"].astype(np.uint32),
-      J=_Ch(arrays["J_regressor"] @ arrays["v_template"]),
-      bs_style="lbs",
-      bs_type="lrotmin",
+    v_template=_Ch(arrays["v_template"]),
+    shapedirs=_Ch(arrays["shapedirs"]),
+    posedirs=arrays["posedirs"],
+    J_regressor=_CscMatrix(arrays["J_regressor"]),
+    weights=_Ch(arrays["weights"]),
+    kintree_table=arrays["kintree_table"].astype(np.uint32),
+    f=arrays["f"].astype(np.uint32),
+    J=_Ch(arrays["J_regressor"] @ arrays["v_template"]),
+    bs_style="lbs",
+    bs_type="lrotmin",
   )
   with open(path, "wb") as fh:
     pickle.dump(data, fh, protocol=2)
@@ -86,8 +89,9 @@ def _forward_close(model, arrays, nb=10):
   np.testing.assert_allclose(out.joints, joints, atol=2e-5)
 
 
-def test_chumpy_pickle_with_sparse_regressor_loads_without_chumpy(tmp_path, small_arrays,
-                                                                    smpl_style_modules):
+def test_chumpy_pickle_with_sparse_regressor_loads_without_chumpy(
+  tmp_path, small_arrays, smpl_style_modules
+):
   path = tmp_path / "basicModel_neutral_lbs_10_207_0_v1.0.0.pkl"
   write_smpl_pkl(path, small_arrays)
   sys.modules.pop("chumpy.ch")  # the loader must not need chumpy
@@ -127,10 +131,13 @@ def test_smplx_style_npz_and_spin_regressors_beside_the_file(tmp_path):
   assert all(model.joint_set("spin49").defined)
   assert len(model.joint_set("h36m17")) == 17
   out = jax.jit(smpl_jax.forward)(model, body_pose=np.full(69, 0.2, np.float32))
-  reg = np.concatenate([
+  reg = np.concatenate(
+    [
       np.eye(6890)[[v for _, v in joints_lib.SMPL_VERTEX_KEYPOINTS]],
-      extra["J_regressor_extra"], extra["J_regressor_h36m"],
-  ])
+      extra["J_regressor_extra"],
+      extra["J_regressor_h36m"],
+    ]
+  )
   pose = np.concatenate([np.zeros((1, 3)), np.full((23, 3), 0.2)])
   _, _, kps = numpy_smpl.forward(arrays, model.parents, np.zeros(0), pose, keypoint_regressor=reg)
   np.testing.assert_allclose(out.keypoints, kps, atol=2e-5)
@@ -144,22 +151,38 @@ def test_project_npz_round_trip(tmp_path, lowres_model):
   arrays = numpy_smpl.read_project_npz(smpl_jax.open_model_path("low"))
   path = tmp_path / "copy.npz"
   smpl_jax.io.save_project_npz(
-      path, v_template=arrays["v_template"], shapedirs=arrays["shapedirs"], posedirs=None,
-      J_regressor=arrays["J_regressor"], weights=arrays["weights"], faces=arrays["f"],
-      parents=lowres_model.parents, joint_names=lowres_model.joint_names,
-      keypoint_regressor=arrays["keypoint_regressor"], keypoint_names=lowres_model.keypoint_names,
-      joint_sets={js.name: dict(names=js.names, flip_perm=js.flip_perm,
-                                sources=[_source_name(lowres_model, s) for s in js.sources])
-                  for js in lowres_model.joint_sets},
-      meta={"note": "test"})
+    path,
+    v_template=arrays["v_template"],
+    shapedirs=arrays["shapedirs"],
+    posedirs=None,
+    J_regressor=arrays["J_regressor"],
+    weights=arrays["weights"],
+    faces=arrays["f"],
+    parents=lowres_model.parents,
+    joint_names=lowres_model.joint_names,
+    keypoint_regressor=arrays["keypoint_regressor"],
+    keypoint_names=lowres_model.keypoint_names,
+    joint_sets={
+      js.name: dict(
+        names=js.names,
+        flip_perm=js.flip_perm,
+        sources=[_source_name(lowres_model, s) for s in js.sources],
+      )
+      for js in lowres_model.joint_sets
+    },
+    meta={"note": "test"},
+  )
   copy = smpl_jax.load_model(path)
   assert copy.joint_sets == lowres_model.joint_sets
   np.testing.assert_array_equal(copy.v_template, lowres_model.v_template)
 
 
 def _source_name(model, s):
-  return (f"joint:{model.joint_names[s]}" if s < model.num_joints
-          else f"keypoint:{model.keypoint_names[s - model.num_joints]}")
+  return (
+    f"joint:{model.joint_names[s]}"
+    if s < model.num_joints
+    else f"keypoint:{model.keypoint_names[s - model.num_joints]}"
+  )
 
 
 # -------------------------------------------------------------------------------- bad input
@@ -201,6 +224,7 @@ def test_pickle_with_other_classes_is_refused(tmp_path):
   class Evil:
     def __reduce__(self):
       import os
+
       return (os.system, ("echo pwned",))
 
   path.write_bytes(pickle.dumps({"v_template": Evil()}, protocol=2))
@@ -208,12 +232,15 @@ def test_pickle_with_other_classes_is_refused(tmp_path):
     smpl_jax.load_model(path)
 
 
-@pytest.mark.parametrize("key,bad_shape,match", [
+@pytest.mark.parametrize(
+  "key,bad_shape,match",
+  [
     ("shapedirs", (300, 3), "shapedirs has shape"),
     ("weights", (300, 23), r"weights has shape \(300, 23\), expected \(300, 24\)"),
     ("J_regressor", (24, 299), "J_regressor has shape"),
     ("posedirs", (300, 3, 10), "posedirs has shape"),
-])
+  ],
+)
 def test_wrong_array_shapes_name_the_array(tmp_path, small_arrays, key, bad_shape, match):
   arrays = dict(small_arrays)
   arrays[key] = np.ones(bad_shape)
@@ -242,7 +269,9 @@ def test_num_betas_beyond_the_file_and_bad_regressor(tmp_path, small_arrays):
   with pytest.raises(ValueError, match="num_betas=20 but"):
     smpl_jax.load_model(tmp_path / "m.npz", num_betas=20)
   np.save(tmp_path / "extra.npy", np.zeros((9, 6890)))
-  with pytest.raises(ValueError, match=r"J_regressor_extra has shape \(9, 6890\), expected \(9, 300\)"):
+  with pytest.raises(
+    ValueError, match=r"J_regressor_extra has shape \(9, 6890\), expected \(9, 300\)"
+  ):
     smpl_jax.load_model(tmp_path / "m.npz", joint_regressor_extra=tmp_path / "extra.npy")
 
 

@@ -6,14 +6,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _readme_commands():
-  return [line.strip() for line in (ROOT / "README.md").read_text().splitlines()
-          if line.startswith("    python3 -m venv")]
+  return [
+    line.strip()
+    for line in (ROOT / "README.md").read_text().splitlines()
+    if line.startswith("    python3 -m venv")
+  ]
 
 
 def test_readme_has_exactly_two_setup_commands():
   commands = _readme_commands()
   assert len(commands) == 2
-  assert any("pytest" in c for c in commands) and any("smpl_jax.demo" in c or "spin_jax" in c for c in commands)
+  assert any("pytest" in c for c in commands) and any(
+    "smpl_jax.demo" in c or "spin_jax" in c for c in commands
+  )
 
 
 def test_ci_runs_the_readme_test_command():

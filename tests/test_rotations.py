@@ -30,7 +30,9 @@ def test_aa_to_rotmat_matches_textbook_and_is_orthonormal():
   aa = random_aa(200)
   r = jax.jit(rot.aa_to_rotmat)(aa)
   np.testing.assert_allclose(r, scipy_free_rodrigues(aa), atol=2e-6)
-  np.testing.assert_allclose(r @ np.swapaxes(r, -1, -2), np.broadcast_to(np.eye(3), r.shape), atol=2e-6)
+  np.testing.assert_allclose(
+    r @ np.swapaxes(r, -1, -2), np.broadcast_to(np.eye(3), r.shape), atol=2e-6
+  )
   np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=2e-6)
 
 
@@ -42,17 +44,25 @@ def test_gradient_at_zero_is_exact_and_finite():
   # sum(r x a) = r . (a x (1,1,1)); gradient = a x 1 = (2-3, 3-1, 1-2)
   np.testing.assert_allclose(g, np.cross(np.asarray(a), np.ones(3)), atol=1e-7)
   for fn in (rot.aa_to_quat, rot.rotmat_to_aa, rot.quat_to_aa, rot.aa_to_rot6d):
-    x = jnp.eye(3) if fn is rot.rotmat_to_aa else jnp.array([1.0, 0, 0, 0]) if fn is rot.quat_to_aa else jnp.zeros(3)
+    x = (
+      jnp.eye(3)
+      if fn is rot.rotmat_to_aa
+      else jnp.array([1.0, 0, 0, 0])
+      if fn is rot.quat_to_aa
+      else jnp.zeros(3)
+    )
     grad = jax.jit(jax.grad(lambda v, fn=fn: jnp.sum(fn(v) ** 2 + fn(v))))(x)
     assert np.all(np.isfinite(grad)), fn.__name__
 
 
 def test_aa_round_trip_including_near_zero_and_near_pi():
-  aa = np.concatenate([
+  aa = np.concatenate(
+    [
       random_aa(100, 1),
       random_aa(20, 2, max_angle=1e-4),
       random_aa(20, 3) / np.linalg.norm(random_aa(20, 3), axis=1, keepdims=True) * (np.pi - 1e-3),
-  ]).astype(np.float32)
+    ]
+  ).astype(np.float32)
   back = jax.jit(lambda a: rot.rotmat_to_aa(rot.aa_to_rotmat(a)))(aa)
   # Compare as rotations (near pi, aa and -aa are the same rotation).
   np.testing.assert_allclose(scipy_free_rodrigues(back), scipy_free_rodrigues(aa), atol=2e-5)
@@ -70,7 +80,9 @@ def test_quaternion_round_trips():
   aa = random_aa(100, 4)
   q = jax.jit(rot.aa_to_quat)(aa)
   np.testing.assert_allclose(np.linalg.norm(q, axis=-1), 1.0, atol=1e-6)
-  np.testing.assert_allclose(jax.jit(rot.quat_to_rotmat)(q), jax.jit(rot.aa_to_rotmat)(aa), atol=2e-6)
+  np.testing.assert_allclose(
+    jax.jit(rot.quat_to_rotmat)(q), jax.jit(rot.aa_to_rotmat)(aa), atol=2e-6
+  )
   q2 = jax.jit(rot.rotmat_to_quat)(rot.aa_to_rotmat(aa))
   np.testing.assert_allclose(np.abs(np.sum(q * q2, -1)), 1.0, atol=1e-5)
 
@@ -87,7 +99,9 @@ def test_6d_is_spins_row_major_convention():
 def test_6d_gram_schmidt_of_arbitrary_input_is_a_rotation():
   x = np.random.default_rng(6).normal(size=(50, 6)).astype(np.float32)
   r = np.asarray(jax.jit(rot.rot6d_to_rotmat)(x))
-  np.testing.assert_allclose(r @ np.swapaxes(r, -1, -2), np.broadcast_to(np.eye(3), r.shape), atol=2e-6)
+  np.testing.assert_allclose(
+    r @ np.swapaxes(r, -1, -2), np.broadcast_to(np.eye(3), r.shape), atol=2e-6
+  )
   np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=2e-6)
   a1 = x[:, 0::2] / np.linalg.norm(x[:, 0::2], axis=1, keepdims=True)
   np.testing.assert_allclose(r[:, :, 0], a1, atol=2e-6)
@@ -107,4 +121,6 @@ def test_degenerate_6d_input_gives_a_finite_matrix():
 def test_geodesic_angle(angle):
   r1 = rot.aa_to_rotmat(jnp.array([0.3, -0.2, 0.1]))
   r2 = r1 @ rot.aa_to_rotmat(jnp.array([0.0, 0.0, angle]))
-  np.testing.assert_allclose(jax.jit(rot.geodesic_angle)(r1, r2), angle, atol=5e-4 if angle > 3 else 1e-5)
+  np.testing.assert_allclose(
+    jax.jit(rot.geodesic_angle)(r1, r2), angle, atol=5e-4 if angle > 3 else 1e-5
+  )

