@@ -1,0 +1,259 @@
+"""Fit SMPL to whole datasets of 2D keypoints.
+
+    python -m fitting.cli --input data/dataset_extras/coco_2014_train.npz --out fits/coco.npz
+    python -m fitting.cli --input openpose_jsons/ --out fits/clip.npz \\
+        --model data/smpl/SMPL_NEUTRAL.pkl --prior data/gmm_08.pkl
+
+Inputs: SPIN dataset npz files and folders of OpenPose JSON files (see fitting/data_io.py). The
+open body model and its prior are used unless --model / --prior are given.
+
+Work is split into fixed-size chunks (the tail padded, so the fitter compiles once), each batch
+sharded over all local devices. Every finished chunk is written atomically to --work-dir; a run
+that is interrupted resumes where it stopped. Across hosts, give each process `--shard i/n` (or
+`--distributed` to take i and n from jax.distributed), then run once more with `--merge` to join
+the shards into --out. Examples that cannot be fitted (NaN or no confident keypoints, person
+outside the crop, too few torso joints, unreadable JSON) are recorded with success = False and
+their reason; they never stop the run.
+
+Each example starts from the pose prior's mean pose, zero betas, a body facing the camera and
+a camera translation from similar triangles on the torso (the original SMPLify's start), and the
+180-degree orientation trial is on.
+"""
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm import tqdm
+
+import smpl_jax
+from fitting import data_io, priors, smplify
+
+
+def standalone_fit_fn(model, prior, options: smplify.SmplifyOptions):
+  """keypoints (C, 49, 3) -> FitResult, starting each example from the standalone init."""
+
+  def fit_one(keypoints):
+    dtype = keypoints.dtype
+    init = smplify.FitParams(
+      global_orient=jnp.asarray([jnp.pi, 0.0, 0.0], dtype),
+      body_pose=priors.gmm_mean(prior).astype(dtype),
+      betas=jnp.zeros((options.num_betas,), dtype),
+      cam_t=jnp.zeros((3,), dtype),
+    )
+    cam_t = smplify.similar_triangles_translation(model, keypoints, init, options)
+    cam_t = jnp.where(jnp.isfinite(cam_t), cam_t, jnp.asarray([0.0, 0.0, 50.0], dtype))
+    init = dataclasses.replace(init, cam_t=cam_t)
+    return smplify.fit_one(model, prior, keypoints, init, options)
+
+  return jax.vmap(fit_one)
+
+
+def _run_id(examples: data_io.Examples, chunk: int, options, model_name: str) -> str:
+  h = hashlib.sha256()
+  h.update(np.ascontiguousarray(examples.keypoints).tobytes())
+  h.update(json.dumps([chunk, repr(options), model_name]).encode())
+  return h.hexdigest()[:16]
+
+
+def _chunk_path(work_dir: Path, k: int) -> Path:
+  return work_dir / f"chunk_{k:06d}.npz"
+
+
+def _valid_chunk(path: Path, run_id: str) -> bool:
+  try:
+    with np.load(path, allow_pickle=False) as d:
+      return str(d["run_id"]) == run_id
+  except (OSError, ValueError, KeyError, EOFError):
+    return False
+
+
+def fit_chunks(
+  examples, model, prior, options, work_dir: Path, chunk: int, shard=(0, 1), progress=True
+):
+  """Fits every chunk k with k % n == i (shard (i, n)) that is not already in work_dir."""
+  devices = jax.local_devices()
+  chunk = -(-chunk // len(devices)) * len(devices)  # a multiple of the device count
+  run_id = _run_id(examples, chunk, options, model.name)
+  work_dir.mkdir(parents=True, exist_ok=True)
+  manifest = work_dir / "manifest.json"
+  info = dict(run_id=run_id, num_examples=len(examples), chunk=chunk)
+  if manifest.exists():
+    old = json.loads(manifest.read_text())
+    if old.get("run_id") != run_id:
+      raise SystemExit(
+        f"{work_dir} holds chunks of a different run (other inputs, options, model or chunk "
+        "size). Use a fresh --work-dir, or delete this one to start over."
+      )
+  else:
+    data_io.write_npz_atomic(work_dir / "manifest.tmp.npz")  # checks the folder is writable
+    (work_dir / "manifest.tmp.npz").unlink()
+    manifest.write_text(json.dumps(info))
+  num_chunks = -(-len(examples) // chunk)
+  todo = [
+    k
+    for k in range(num_chunks)
+    if k % shard[1] == shard[0] and not _valid_chunk(_chunk_path(work_dir, k), run_id)
+  ]
+  mesh = Mesh(np.asarray(devices), ("data",))
+  sharding = NamedSharding(mesh, PartitionSpec("data"))
+  fn = jax.jit(standalone_fit_fn(model, prior, options))
+  bar = tqdm(
+    total=len(todo) * chunk,
+    unit="fit",
+    disable=not progress,
+    smoothing=0.1,
+    desc=f"fitting (shard {shard[0]}/{shard[1]}, {len(devices)} devices)",
+  )
+  start = time.perf_counter()
+  for k in todo:
+    sl = slice(k * chunk, min((k + 1) * chunk, len(examples)))
+    kp = examples.keypoints[sl]
+    ok = examples.reason[sl] == ""
+    n = len(kp)
+    padded = np.zeros((chunk, 49, 3), np.float32)
+    padded[:n] = np.where(ok[:, None, None], kp, 0.0)  # unfittable examples are not fitted
+    res = jax.device_get(fn(jax.device_put(padded, sharding)))
+    success = np.asarray(res.success[:n]) & ok
+    reason = np.where(
+      ok,
+      np.where(success, "", "fit did not improve on its start or turned non-finite"),
+      examples.reason[sl],
+    )
+    p = res.params
+    data_io.write_npz_atomic(
+      _chunk_path(work_dir, k),
+      run_id=np.asarray(run_id),
+      pose=np.concatenate([p.global_orient, p.body_pose], -1)[:n],
+      betas=np.asarray(p.betas[:n]),
+      cam_t=np.asarray(p.cam_t[:n]),
+      loss=np.asarray(res.loss[:n]),
+      joint_error_px=np.asarray(res.joint_error_px[:n]),
+      success=success,
+      reason=reason.astype(str),
+      source=examples.source[sl],
+      index=examples.index[sl],
+    )
+    bar.update(chunk)
+    bar.set_postfix(fits_per_s=f"{bar.n / (time.perf_counter() - start):.0f}")
+  bar.close()
+  return num_chunks, run_id
+
+
+def merge(work_dir: Path, out: Path) -> dict:
+  """Joins the chunk files of a finished run into one fits file (atomically)."""
+  info = json.loads((work_dir / "manifest.json").read_text())
+  num_chunks = -(-info["num_examples"] // info["chunk"])
+  missing = [
+    k for k in range(num_chunks) if not _valid_chunk(_chunk_path(work_dir, k), info["run_id"])
+  ]
+  if missing:
+    raise SystemExit(
+      f"cannot merge: {len(missing)} of {num_chunks} chunks are not finished yet "
+      f"(first missing: {missing[:5]}); run the remaining shards first."
+    )
+  parts = [data_io.read_fits(_chunk_path(work_dir, k)) for k in range(num_chunks)]
+  merged = {key: np.concatenate([p[key] for p in parts]) for key in data_io.FIT_KEYS}
+  out.parent.mkdir(parents=True, exist_ok=True)
+  data_io.write_npz_atomic(out, **merged)
+  return merged
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap.add_argument(
+    "--input",
+    action="append",
+    required=True,
+    help="SPIN npz file or OpenPose JSON folder (repeatable)",
+  )
+  ap.add_argument("--out", required=True, help="fits npz to write")
+  ap.add_argument("--work-dir", default=None, help="chunk folder (default: OUT.parts)")
+  ap.add_argument("--model", default=None, help="SMPL .pkl/.npz (default: the open model)")
+  ap.add_argument("--prior", default=None, help="gmm_08.pkl or npz (default: the open prior)")
+  ap.add_argument("--solver", default="adam", choices=["adam", "lm"])
+  ap.add_argument(
+    "--num-iters",
+    type=int,
+    default=None,
+    help="iterations per stage (default: 100 for adam, 20 for lm)",
+  )
+  ap.add_argument("--chunk-size", type=int, default=256)
+  ap.add_argument("--shard", default=None, help="i/n: fit every n-th chunk starting at i")
+  ap.add_argument(
+    "--distributed", action="store_true", help="jax.distributed.initialize() and shard by process"
+  )
+  ap.add_argument("--merge", action="store_true", help="only merge finished chunks into --out")
+  ap.add_argument("--no-progress", action="store_true")
+  args = ap.parse_args(argv)
+
+  out = Path(args.out)
+  work_dir = Path(args.work_dir) if args.work_dir else out.with_name(out.name + ".parts")
+  if args.merge:
+    merged = merge(work_dir, out)
+    print(f"merged {len(merged['loss'])} fits into {out}")
+    return
+  if args.distributed:
+    jax.distributed.initialize()
+    shard = (jax.process_index(), jax.process_count())
+  elif args.shard:
+    i, n = (int(x) for x in args.shard.split("/"))
+    if not 0 <= i < n:
+      raise SystemExit(f"--shard {args.shard}: expected i/n with 0 <= i < n.")
+    shard = (i, n)
+  else:
+    shard = (0, 1)
+
+  try:
+    examples = data_io.read_inputs(args.input)
+    model = smpl_jax.load_model(args.model)
+    prior = priors.load_gmm(args.prior)
+  except (OSError, ValueError) as err:
+    raise SystemExit(f"error: {err}") from err
+  iters = args.num_iters or (100 if args.solver == "adam" else 20)
+  options = smplify.SmplifyOptions(
+    solver=args.solver,
+    num_iters=iters,
+    num_betas=min(10, model.num_betas),
+    try_flipped_orientation=True,
+  )
+  bad = int(np.sum(examples.reason != ""))
+  print(
+    f"{len(examples)} examples from {len(args.input)} input(s), {bad} not fittable; "
+    f"model {model.name}; solver {args.solver} x {iters} per stage",
+    file=sys.stderr,
+  )
+  fit_chunks(
+    examples,
+    model,
+    prior,
+    options,
+    work_dir,
+    args.chunk_size,
+    shard,
+    progress=not args.no_progress,
+  )
+  if shard[1] == 1:
+    merged = merge(work_dir, out)
+    ok = merged["success"]
+    print(
+      f"wrote {out}: {int(ok.sum())} of {len(ok)} fitted; mean loss of fitted "
+      f"{float(np.mean(merged['loss'][ok])) if ok.any() else float('nan'):.2f} px^2"
+    )
+  else:
+    print(
+      f"shard {shard[0]}/{shard[1]} done; merge with: python -m fitting.cli --merge "
+      f"--input {' --input '.join(args.input)} --out {out} --work-dir {work_dir}"
+    )
+
+
+if __name__ == "__main__":
+  main()
