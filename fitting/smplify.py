@@ -148,8 +148,19 @@ class _Problem:
     return camera.perspective_projection(joints, cam_t, self.options.focal_length, self.center)
 
   # Camera stage: residuals r with |r|^2 the camera loss.
-  def camera_residuals(self, p, fixed, tz_init):
-    proj = self.project(self.joints(p["global_orient"], fixed.body_pose, fixed.betas), p["cam_t"])
+  def body_frame_joints(self, fixed: FitParams):
+    """Joints with the root unrotated, and the pelvis they turn about. In the camera stage body
+    pose and betas are frozen, and the root rotation enters neither the pose blend shapes nor
+    the rest joints, so joints(global_orient) = R (j - pelvis) + pelvis exactly: the body is
+    posed once per fit instead of once per camera step."""
+    out = smpl_jax.forward_joints(self.model, fixed.betas, None, fixed.body_pose)
+    return out.joint_sets[self.options.joint_set], out.joints[0]
+
+  def camera_residuals(self, p, body_joints, tz_init):
+    joints, pelvis = body_joints
+    rot = rotations.aa_to_rotmat(p["global_orient"])
+    posed = (joints - pelvis) @ rot.T + pelvis
+    proj = self.project(posed, p["cam_t"])
     res = (proj[self.torso] - self.xy[self.torso]) * self.torso_w[:, None]
     depth = self.options.depth_loss_weight * (p["cam_t"][2] - tz_init)
     return jnp.concatenate([res.reshape(-1), depth[None]])
@@ -250,12 +261,13 @@ def _fit(problem: _Problem, init: FitParams, options: SmplifyOptions):
   """Camera stage, then the body stages, from `init`. Returns the final FitParams and trace."""
   tz_init = init.cam_t[2]
   cam_p = dict(global_orient=init.global_orient, cam_t=init.cam_t)
+  body_joints = problem.body_frame_joints(init)
   if options.solver == "adam":
-    cam_loss = lambda p: jnp.sum(problem.camera_residuals(p, init, tz_init) ** 2)  # noqa: E731
+    cam_loss = lambda p: jnp.sum(problem.camera_residuals(p, body_joints, tz_init) ** 2)  # noqa: E731
     cam_p, cam_trace = _adam(cam_loss, cam_p, options.num_iters, options.step_size)
   else:
     cam_p, cam_trace = _levenberg_marquardt(
-      lambda p: problem.camera_residuals(p, init, tz_init),
+      lambda p: problem.camera_residuals(p, body_joints, tz_init),
       cam_p,
       options.num_iters,
       options.lm_damping,

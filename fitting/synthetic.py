@@ -120,3 +120,24 @@ def make_dataset(model, n: int, seed: int = 0, **noise):
     project_spin49(model, params), seed=seed, defined=defined, **noise
   )
   return params, kp
+
+
+def main(argv=None):
+  """python -m fitting.synthetic --num 10000 --out outputs/synthetic_keypoints.npz"""
+  import argparse
+
+  ap = argparse.ArgumentParser(description="Write a synthetic SPIN-format keypoint dataset.")
+  ap.add_argument("--num", type=int, default=10000)
+  ap.add_argument("--out", required=True)
+  ap.add_argument("--model", default=None, help="SMPL .pkl/.npz (default: the open model)")
+  ap.add_argument("--seed", type=int, default=0)
+  args = ap.parse_args(argv)
+  model = smpl_jax.load_model(args.model)
+  params, kp = make_dataset(model, args.num, seed=args.seed)
+  Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+  write_spin_npz(args.out, kp, params, seed=args.seed)
+  print(f"wrote {args.num} examples to {args.out}")
+
+
+if __name__ == "__main__":
+  main()

@@ -179,3 +179,16 @@ def test_wrong_keypoint_shape_is_a_clear_error(lowres_model, prior):
   one = jax.tree.map(lambda x: x[0], gt)
   with pytest.raises(ValueError, match=r"keypoints has shape \(25, 3\); expected \(49, 3\)"):
     smplify.fit_one(lowres_model, prior, jnp.zeros((25, 3)), one)
+
+
+def test_camera_stage_shortcut_equals_posing_the_body(lowres_model, prior):
+  gt, kp = _data(lowres_model, 1, 4)
+  one = jax.tree.map(lambda x: jnp.asarray(x[0]), gt)
+  problem = smplify._Problem(lowres_model, prior, jnp.asarray(kp[0]), smplify.SmplifyOptions())
+  body = problem.body_frame_joints(one)
+  for aa in ([0.3, -2.0, 0.4], [np.pi, 0.1, 0.0]):
+    go = jnp.asarray(aa, jnp.float32)
+    shortcut = problem.camera_residuals(dict(global_orient=go, cam_t=one.cam_t), body, 50.0)
+    full = problem.project(problem.joints(go, one.body_pose, one.betas), one.cam_t)
+    res = (full[problem.torso] - problem.xy[problem.torso]) * problem.torso_w[:, None]
+    np.testing.assert_allclose(shortcut[:-1], res.reshape(-1), atol=2e-3)  # pixels
