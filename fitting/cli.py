@@ -191,6 +191,12 @@ def main(argv=None):
   ap.add_argument(
     "--step-size", type=float, default=0.03, help="Adam learning rate (SPIN: 0.01, 100 steps)"
   )
+  ap.add_argument(
+    "--interpenetration-weight",
+    type=float,
+    default=0.0,
+    help="sphere interpenetration penalty weight (0 = off; about 1000 to use it)",
+  )
   ap.add_argument("--chunk-size", type=int, default=256)
   ap.add_argument("--shard", default=None, help="i/n: fit every n-th chunk starting at i")
   ap.add_argument(
@@ -230,6 +236,7 @@ def main(argv=None):
     solver=args.solver,
     num_iters=iters,
     step_size=args.step_size,
+    interpenetration_weight=args.interpenetration_weight,
     num_betas=min(10, model.num_betas),
     try_flipped_orientation=True,
   )

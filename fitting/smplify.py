@@ -30,7 +30,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Bool, Float
 
 import smpl_jax
-from fitting import priors
+from fitting import interpenetration, priors
 from smpl_jax import camera, rotations
 from smpl_jax.typing import Array
 
@@ -65,6 +65,9 @@ class SmplifyOptions:
   spin_confidence_quirk: bool = False
   try_flipped_orientation: bool = False  # original SMPLify: also fit the 180-degree turn
   flip_shoulder_px: float = 25.0  # ... when the 2D shoulders are closer than this
+  # Sphere-based interpenetration penalty (fitting.interpenetration), weight per metre of
+  # overlap; 0 = off, as in SPIN. About 1000 makes 1 cm of overlap cost like 100 px^2.
+  interpenetration_weight: float = 0.0
 
   def __post_init__(self):
     if self.solver not in ("adam", "lm"):
@@ -144,6 +147,19 @@ class _Problem:
     out = smpl_jax.forward_joints(self.model, betas, global_orient, body_pose)
     return out.joint_sets[self.options.joint_set]
 
+  def sphere_radii(self, betas):
+    """Interpenetration sphere radii of the body shaped by `betas` (fixed during a fit)."""
+    nb = betas.shape[0]
+    v_shaped = self.model.v_template + jnp.einsum(
+      "vcs,s->vc", self.model.shapedirs[..., :nb], betas
+    )
+    rest = smpl_jax.rest_joints(self.model, betas)
+    return interpenetration.sphere_radii(v_shaped, self.model.weights, rest)
+
+  def overlap(self, p, radii):
+    out = smpl_jax.forward_joints(self.model, p["betas"], p["global_orient"], p["body_pose"])
+    return interpenetration.overlap_residuals(out.joints, radii)
+
   def project(self, joints, cam_t):
     return camera.perspective_projection(joints, cam_t, self.options.focal_length, self.center)
 
@@ -170,30 +186,34 @@ class _Problem:
     proj = self.project(self.joints(p["global_orient"], p["body_pose"], p["betas"]), cam_t)
     return proj - self.xy
 
-  def body_loss(self, p, cam_t, weights):
+  def body_loss(self, p, cam_t, weights, radii=None):
     pose_w, shape_w, angle_w = weights
     res = self.data_terms(p, cam_t)
     data = jnp.sum(self.body_conf**2 * jnp.sum(gmof(res, self.options.sigma), axis=-1))
-    return (
+    loss = (
       data
       + pose_w**2 * priors.gmm_energy(self.prior, p["body_pose"])
       + angle_w**2 * priors.angle_energy(p["body_pose"])
       + shape_w**2 * priors.shape_energy(p["betas"])
     )
+    if self.options.interpenetration_weight:
+      loss += self.options.interpenetration_weight**2 * jnp.sum(self.overlap(p, radii) ** 2)
+    return loss
 
-  def body_residuals(self, p, cam_t, weights):
+  def body_residuals(self, p, cam_t, weights, radii=None):
     pose_w, shape_w, angle_w = weights
     res = self.data_terms(p, cam_t)
     sigma = self.options.sigma
     robust = sigma * res / jnp.sqrt(sigma**2 + res * res)  # robust^2 = gmof(res)
-    return jnp.concatenate(
-      [
-        (self.body_conf[:, None] * robust).reshape(-1),
-        pose_w * priors.gmm_residuals(self.prior, p["body_pose"]),
-        angle_w * priors.angle_prior_residuals(p["body_pose"]),
-        shape_w * p["betas"],
-      ]
-    )
+    parts = [
+      (self.body_conf[:, None] * robust).reshape(-1),
+      pose_w * priors.gmm_residuals(self.prior, p["body_pose"]),
+      angle_w * priors.angle_prior_residuals(p["body_pose"]),
+      shape_w * p["betas"],
+    ]
+    if self.options.interpenetration_weight:
+      parts.append(self.options.interpenetration_weight * self.overlap(p, radii))
+    return jnp.concatenate(parts)
 
   def reprojection(self, params: FitParams):
     res = self.data_terms(
@@ -275,17 +295,18 @@ def _fit(problem: _Problem, init: FitParams, options: SmplifyOptions):
   cam_t = cam_p["cam_t"]
   body_p = dict(global_orient=cam_p["global_orient"], body_pose=init.body_pose, betas=init.betas)
   traces = [cam_trace]
+  radii = problem.sphere_radii(init.betas) if options.interpenetration_weight else None
   for weights in options.stages:
     if options.solver == "adam":
       body_p, trace = _adam(
-        lambda p, w=weights: problem.body_loss(p, cam_t, w),
+        lambda p, w=weights: problem.body_loss(p, cam_t, w, radii),
         body_p,
         options.num_iters,
         options.step_size,
       )
     else:
       body_p, trace = _levenberg_marquardt(
-        lambda p, w=weights: problem.body_residuals(p, cam_t, w),
+        lambda p, w=weights: problem.body_residuals(p, cam_t, w, radii),
         body_p,
         options.num_iters,
         options.lm_damping,

@@ -192,3 +192,39 @@ def test_camera_stage_shortcut_equals_posing_the_body(lowres_model, prior):
     full = problem.project(problem.joints(go, one.body_pose, one.betas), one.cam_t)
     res = (full[problem.torso] - problem.xy[problem.torso]) * problem.torso_w[:, None]
     np.testing.assert_allclose(shortcut[:-1], res.reshape(-1), atol=2e-3)  # pixels
+
+
+def test_interpenetration_penalty_sees_overlap_and_the_fit_reduces_it(lowres_model, prior):
+  from fitting import interpenetration
+
+  problem = smplify._Problem(lowres_model, prior, jnp.zeros((49, 3)), smplify.SmplifyOptions())
+  radii = problem.sphere_radii(jnp.zeros(10))
+  assert np.all(np.asarray(radii) > 0.02) and np.all(np.asarray(radii) < 0.2)
+  zero = dict(global_orient=jnp.zeros(3), body_pose=jnp.zeros(69), betas=jnp.zeros(10))
+  assert float(jnp.sum(problem.overlap(zero, radii) ** 2)) == 0.0  # T-pose: nothing overlaps
+  # Left forearm folded through the chest: shoulder forward and elbow fully bent.
+  crossed = np.zeros(69, np.float32)
+  crossed[15 * 3 + 1] = -1.4  # left shoulder (joint 16) about y: arm forward
+  crossed[17 * 3 + 1] = -2.6  # left elbow (joint 18) about y: forearm back through the body
+  through = dict(zero, body_pose=jnp.asarray(crossed))
+  assert float(jnp.sum(problem.overlap(through, radii) ** 2)) > 0.0
+  # The body loss carries w^2 * sum(overlap^2), and descending it pulls the arm out.
+  weighted = smplify._Problem(
+    lowres_model, prior, jnp.zeros((49, 3)), smplify.SmplifyOptions(interpenetration_weight=1000.0)
+  )
+  cam = jnp.array([0.0, 0.0, 50.0])
+  w = (4.78, 5.0, 15.2)
+  extra = weighted.body_loss(through, cam, w, radii) - problem.body_loss(through, cam, w, radii)
+  np.testing.assert_allclose(extra, 1e6 * jnp.sum(problem.overlap(through, radii) ** 2), rtol=1e-3)
+  penalty = lambda p: jnp.sum(problem.overlap(p, radii) ** 2)  # noqa: E731
+  moved, _ = jax.jit(lambda p: smplify._adam(penalty, p, 50, 1e-2))(through)
+  assert float(penalty(moved)) < 0.5 * float(penalty(through))
+  assert interpenetration.sphere_pairs().shape[1] == 2
+
+
+def test_original_smplify_four_stage_schedule_runs_and_lowers_the_loss(lowres_model, prior):
+  gt, kp = _data(lowres_model, 4, 0)
+  options = smplify.SmplifyOptions(num_iters=25, stages=smplify.ORIGINAL_SMPLIFY_STAGES)
+  res = fit(lowres_model, prior, kp, _near(gt, seed=2, scale=0.2), options=options)
+  assert res.trace.shape == (4, 25 * 5)
+  assert np.all(res.success) and np.all(res.loss < res.initial_loss)
