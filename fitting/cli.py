@@ -200,8 +200,14 @@ def main(argv=None):
   ap.add_argument("--chunk-size", type=int, default=256)
   ap.add_argument("--shard", default=None, help="i/n: fit every n-th chunk starting at i")
   ap.add_argument(
-    "--distributed", action="store_true", help="jax.distributed.initialize() and shard by process"
+    "--distributed",
+    action="store_true",
+    help="jax.distributed.initialize() and shard by process (auto-detected on TPU pods, Slurm "
+    "and Open MPI; elsewhere give --coordinator, --num-processes and --process-id)",
   )
+  ap.add_argument("--coordinator", default=None, help="host:port of process 0")
+  ap.add_argument("--num-processes", type=int, default=None)
+  ap.add_argument("--process-id", type=int, default=None)
   ap.add_argument("--merge", action="store_true", help="only merge finished chunks into --out")
   ap.add_argument("--no-progress", action="store_true")
   args = ap.parse_args(argv)
@@ -213,7 +219,11 @@ def main(argv=None):
     print(f"merged {len(merged['loss'])} fits into {out}")
     return
   if args.distributed:
-    jax.distributed.initialize()
+    jax.distributed.initialize(
+      coordinator_address=args.coordinator,
+      num_processes=args.num_processes,
+      process_id=args.process_id,
+    )
     shard = (jax.process_index(), jax.process_count())
   elif args.shard:
     i, n = (int(x) for x in args.shard.split("/"))
