@@ -69,8 +69,9 @@ def main(argv=None):
   print(
     f"SMPLify (Adam 50+50, standalone start) on {args.batch} synthetic people: "
     f"{args.batch / seconds:,.0f} fits/s (first call with compilation {compiled:.1f} s); "
-    f"success {float(np.mean(res.success)):.0%}; fitting loss {float(np.mean(res.initial_loss)):.1f}"
-    f" -> {float(np.mean(res.loss)):.2f} px^2; PA-MPJPE {pa_mpjpe_mm(fitted, truth).mean():.1f} mm"
+    f"success {float(np.mean(res.success)):.0%}; "
+    f"fitting loss {float(np.mean(res.initial_loss)):.1f} -> {float(np.mean(res.loss)):.2f} px^2;"
+    f" PA-MPJPE {pa_mpjpe_mm(fitted, truth).mean():.1f} mm"
   )
 
   shown = 4

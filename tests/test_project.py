@@ -17,7 +17,7 @@ def test_readme_has_exactly_two_setup_commands():
   commands = _readme_commands()
   assert len(commands) == 2
   assert any("pytest" in c for c in commands) and any(
-    "smpl_jax.demo" in c or "spin_jax" in c for c in commands
+    "fitting.demo" in c or "spin_jax" in c for c in commands
   )
 
 
