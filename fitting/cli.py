@@ -41,7 +41,13 @@ from fitting import data_io, priors, smplify
 
 
 def standalone_fit_fn(model, prior, options: smplify.SmplifyOptions):
-  """keypoints (C, 49, 3) -> FitResult, starting each example from the standalone init."""
+  """keypoints (C, 49, 3) -> FitResult, starting each example from the standalone init.
+
+  Without a network there may be no annotated torso (OpenPose folders), so the camera stage
+  takes each torso joint from OpenPose where detected, else from the annotation
+  (`torso_per_joint`), the rule `data_io.check_examples` checks inputs against.
+  """
+  options = dataclasses.replace(options, torso_per_joint=True)
 
   def fit_one(keypoints):
     dtype = keypoints.dtype
@@ -59,10 +65,14 @@ def standalone_fit_fn(model, prior, options: smplify.SmplifyOptions):
   return jax.vmap(fit_one)
 
 
-def _run_id(examples: data_io.Examples, chunk: int, options, model_name: str) -> str:
+def _run_id(examples: data_io.Examples, options, model, prior) -> str:
+  """Identifies a run by content: inputs, options, and the model's and prior's arrays (not file
+  paths, which differ between hosts)."""
   h = hashlib.sha256()
   h.update(np.ascontiguousarray(examples.keypoints).tobytes())
-  h.update(json.dumps([chunk, repr(options), model_name]).encode())
+  h.update(repr(options).encode())
+  for leaf in jax.tree.leaves((model, prior)):
+    h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
   return h.hexdigest()[:16]
 
 
@@ -72,9 +82,9 @@ def _chunk_path(work_dir: Path, k: int) -> Path:
 
 def _valid_chunk(path: Path, run_id: str) -> bool:
   try:
-    with np.load(path, allow_pickle=False) as d:
+    with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as d:
       return str(d["run_id"]) == run_id
-  except (OSError, ValueError, KeyError, EOFError):
+  except Exception:  # missing, truncated or corrupt: refit it
     return False
 
 
@@ -82,23 +92,30 @@ def fit_chunks(
   examples, model, prior, options, work_dir: Path, chunk: int, shard=(0, 1), progress=True
 ):
   """Fits every chunk k with k % n == i (shard (i, n)) that is not already in work_dir."""
+  if len(examples) == 0:
+    raise SystemExit("the inputs hold no examples.")
   devices = jax.local_devices()
-  chunk = -(-chunk // len(devices)) * len(devices)  # a multiple of the device count
-  run_id = _run_id(examples, chunk, options, model.name)
+  run_id = _run_id(examples, options, model, prior)
   work_dir.mkdir(parents=True, exist_ok=True)
   manifest = work_dir / "manifest.json"
-  info = dict(run_id=run_id, num_examples=len(examples), chunk=chunk)
   if manifest.exists():
+    # Chunks of an earlier (or another host's) start of this run: keep its chunk size.
     old = json.loads(manifest.read_text())
     if old.get("run_id") != run_id:
       raise SystemExit(
-        f"{work_dir} holds chunks of a different run (other inputs, options, model or chunk "
-        "size). Use a fresh --work-dir, or delete this one to start over."
+        f"{work_dir} holds chunks of a different run (other inputs, options, model or prior). "
+        "Use a fresh --work-dir, or delete this one to start over."
+      )
+    chunk = int(old["chunk"])
+    if chunk % len(devices):
+      raise SystemExit(
+        f"{work_dir} was started with chunks of {chunk}, which {len(devices)} local devices "
+        "cannot split evenly; resume it on hosts with a device count dividing the chunk size."
       )
   else:
-    data_io.write_npz_atomic(work_dir / "manifest.tmp.npz")  # checks the folder is writable
-    (work_dir / "manifest.tmp.npz").unlink()
-    manifest.write_text(json.dumps(info))
+    chunk = -(-chunk // len(devices)) * len(devices)  # a multiple of the device count
+    info = dict(run_id=run_id, num_examples=len(examples), chunk=chunk)
+    data_io.write_text_atomic(manifest, json.dumps(info))
   num_chunks = -(-len(examples) // chunk)
   todo = [
     k
@@ -152,6 +169,8 @@ def fit_chunks(
 
 def merge(work_dir: Path, out: Path) -> dict:
   """Joins the chunk files of a finished run into one fits file (atomically)."""
+  if not (work_dir / "manifest.json").is_file():
+    raise SystemExit(f"cannot merge: {work_dir} holds no run (no manifest.json); fit first.")
   info = json.loads((work_dir / "manifest.json").read_text())
   num_chunks = -(-info["num_examples"] // info["chunk"])
   missing = [

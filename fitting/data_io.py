@@ -20,6 +20,7 @@ example; the trainer loads them as its initial fits dictionary.
 import dataclasses
 import json
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -58,11 +59,12 @@ def check_examples(kp: np.ndarray) -> np.ndarray:
   xy = np.where(finite[..., None], kp[..., :2], 0.0)
   visible = conf > 0
   inside = visible & np.all((xy >= 0) & (xy <= CROP), axis=-1)
-  torso_ok = np.zeros(len(kp), bool)
-  for torso in _TORSO_SETS:
-    t = visible[:, list(torso)]
-    # Similar triangles needs a hip-shoulder pair; the camera stage then has >= 2 joints.
-    torso_ok |= (t[:, 0] & t[:, 2]) | (t[:, 1] & t[:, 3])
+  # Each torso slot (right hip, left hip, right shoulder, left shoulder) is filled from OpenPose
+  # if detected, else from the annotation (the standalone fitter's rule); similar triangles
+  # then needs a hip-shoulder pair, which also gives the camera stage >= 2 joints.
+  op, gt = _TORSO_SETS
+  t = visible[:, list(op)] | visible[:, list(gt)]
+  torso_ok = (t[:, 0] & t[:, 2]) | (t[:, 1] & t[:, 3])
   for i in range(len(kp)):
     if not finite[i].any():
       reasons[i] = "keypoints are all NaN or infinite"
@@ -84,7 +86,7 @@ def _examples(kp, reasons, source, n):
 def read_spin_npz(path: str | os.PathLike) -> Examples:
   path = Path(path)
   try:
-    with np.load(path, allow_pickle=False) as d:
+    with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as d:
       arrays = {k: d[k] for k in ("center", "scale", "part", "openpose") if k in d.files}
   except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
     raise ValueError(f"{path} is not a readable SPIN npz file ({err}).") from err
@@ -133,6 +135,7 @@ def read_openpose_dir(path: str | os.PathLike) -> Examples:
       reasons[i] = "no person detected"
       continue
     best = max(poses, key=lambda p: np.nansum(p[:, 2]))
+    best = np.where(np.all(np.isfinite(best), axis=1, keepdims=True), best, 0.0)  # NaN: missing
     vis = best[:, 2] > 0
     if not vis.any():
       reasons[i] = "no keypoint has a positive confidence"
@@ -177,18 +180,37 @@ FIT_KEYS = (
 )
 
 
+def _write_atomic(path: Path, write) -> None:
+  """Writes through a unique temporary file in the same folder, fsyncs it, renames it over
+  `path` and fsyncs the folder: readers see the old file or the whole new one, never a mix,
+  even with two writers."""
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as fh:
+      write(fh)
+      fh.flush()
+      os.fsync(fh.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
+  dir_fd = os.open(path.parent, os.O_RDONLY)
+  try:
+    os.fsync(dir_fd)
+  finally:
+    os.close(dir_fd)
+
+
 def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
-  path = Path(path)
-  tmp = path.with_name(path.name + ".tmp")
-  with open(tmp, "wb") as fh:
-    np.savez(fh, **arrays)
-    fh.flush()
-    os.fsync(fh.fileno())
-  os.replace(tmp, path)
+  _write_atomic(Path(path), lambda fh: np.savez(fh, **arrays))
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+  _write_atomic(Path(path), lambda fh: fh.write(text.encode()))
 
 
 def read_fits(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  with np.load(path, allow_pickle=False) as d:
+  with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as d:
     missing = [k for k in FIT_KEYS if k not in d.files]
     if missing:
       raise ValueError(f"{path} is not a fits file (missing {missing}).")

@@ -97,15 +97,19 @@ def gmm_energy(prior: GmmPrior, pose: Float[Array, " D"]) -> Float[Array, ""]:
   return jnp.min(gmm_component_energies(prior, pose))
 
 
-def gmm_residuals(prior: GmmPrior, pose: Float[Array, " D"]) -> Float[Array, " D"]:
-  """Residuals r with |r|^2 = E_pose - nll_const of the best component: for least squares.
+def gmm_residuals(prior: GmmPrior, pose: Float[Array, " D"]) -> Float[Array, " D+1"]:
+  """Residuals r with |r|^2 = E_pose - min_k nll_const_k, for least squares.
 
-  The constant of the chosen component does not change the gradient, so it is left out; the
-  component is re-chosen at every evaluation, as in the original SMPLify.
+  The best component is re-chosen at every evaluation (as in the original SMPLify); the last
+  residual, sqrt(nll_const_k - min nll_const), carries that component's constant so that a
+  solver comparing |r|^2 across a change of component compares true energies. It has zero
+  gradient.
   """
   k = jnp.argmin(gmm_component_energies(prior, pose))
   diff = pose - prior.means[k]
-  return jnp.sqrt(0.5) * jnp.einsum("de,d->e", prior.precision_chol[k], diff, precision=_HIGHEST)
+  quad = jnp.sqrt(0.5) * jnp.einsum("de,d->e", prior.precision_chol[k], diff, precision=_HIGHEST)
+  const = jnp.sqrt(jnp.maximum(prior.nll_const[k] - jnp.min(prior.nll_const), 0.0))
+  return jnp.concatenate([quad, jax.lax.stop_gradient(const)[None]])
 
 
 # Body-pose indices (axis-angle components of the 69-D body pose) bent the wrong way at the
@@ -179,7 +183,7 @@ def load_gmm(path: str | os.PathLike | None = None) -> GmmPrior:
       "fitting.priors.load_gmm() gives the open default prior."
     )
   if path.suffix == ".npz":
-    with np.load(path) as d:
+    with open(path, "rb") as fh, np.load(fh) as d:
       params = {k: d[k] for k in ("means", "covars", "weights")}
   else:
     params = _read_gmm_pickle(path)

@@ -63,6 +63,7 @@ class SmplifyOptions:
   ignored_joints: tuple[int, ...] = IGNORED_JOINTS
   joint_set: str = "spin49"
   spin_confidence_quirk: bool = False
+  torso_per_joint: bool = False  # camera stage: each torso joint OpenPose-else-annotated
   try_flipped_orientation: bool = False  # original SMPLify: also fit the 180-degree turn
   flip_shoulder_px: float = 25.0  # ... when the 2D shoulders are closer than this
   # Sphere-based interpenetration penalty (fitting.interpenetration), weight per metre of
@@ -138,10 +139,20 @@ class _Problem:
     self.body_conf = jnp.where(_ignored_mask(options), self.conf, 0.0)
     self.center = jnp.full((2,), options.img_res / 2.0, keypoints.dtype)
     camera_conf = self.body_conf if options.spin_confidence_quirk else self.conf
-    use_op = jnp.all(camera_conf[jnp.asarray(OP_TORSO)] > 0)
-    self.torso = jnp.where(use_op, jnp.asarray(OP_TORSO), jnp.asarray(GT_TORSO))
-    # Torso joints without a keypoint are left out (SPIN assumes all four are annotated).
-    self.torso_w = (self.conf[self.torso] > 0).astype(keypoints.dtype)
+    op, gt = jnp.asarray(OP_TORSO), jnp.asarray(GT_TORSO)
+    if options.torso_per_joint:
+      # Standalone use: each torso joint from OpenPose if detected, else from the annotation.
+      self.torso = jnp.where(camera_conf[op] > 0, op, gt)
+    else:
+      # SPIN: the OpenPose torso if all four are detected, else the annotated torso.
+      self.torso = jnp.where(jnp.all(camera_conf[op] > 0), op, gt)
+    # SPIN does not weight the camera loss by confidence (it assumes all four annotated torso
+    # joints exist); unannotated ones would enter with meaningless coordinates, so they are
+    # left out here, except under spin_confidence_quirk, which reproduces SPIN exactly.
+    if options.spin_confidence_quirk:
+      self.torso_w = jnp.ones((4,), keypoints.dtype)
+    else:
+      self.torso_w = (self.conf[self.torso] > 0).astype(keypoints.dtype)
 
   def joints(self, global_orient, body_pose, betas):
     out = smpl_jax.forward_joints(self.model, betas, global_orient, body_pose)
@@ -165,17 +176,27 @@ class _Problem:
 
   # Camera stage: residuals r with |r|^2 the camera loss.
   def body_frame_joints(self, fixed: FitParams):
-    """Joints with the root unrotated, and the pelvis they turn about. In the camera stage body
-    pose and betas are frozen, and the root rotation enters neither the pose blend shapes nor
-    the rest joints, so joints(global_orient) = R (j - pelvis) + pelvis exactly: the body is
-    posed once per fit instead of once per camera step."""
+    """Points with the root unrotated, the pelvis, and each point's weight s. In the camera
+    stage body pose and betas are frozen, and the root rotation enters neither the pose blend
+    shapes nor the rest joints, so a point regressed with row sum s (1 for kinematic joints)
+    turns as R (p - s pelvis) + s pelvis, exactly: the body is posed once per fit instead of
+    once per camera step."""
     out = smpl_jax.forward_joints(self.model, fixed.betas, None, fixed.body_pose)
-    return out.joint_sets[self.options.joint_set], out.joints[0]
+    js = self.model.joint_set(self.options.joint_set)
+    skin = jnp.concatenate(
+      [jnp.ones((self.model.num_joints,)), jnp.sum(self.model.keypoint_skin, axis=-1)]
+    )
+    s = jnp.where(jnp.asarray(js.defined), skin[jnp.maximum(jnp.asarray(js.sources), 0)], 0.0)
+    return out.joint_sets[self.options.joint_set], out.joints[0], s
+
+  def rotate_body(self, body_joints, global_orient):
+    joints, pelvis, s = body_joints
+    rot = rotations.aa_to_rotmat(global_orient)
+    anchor = s[:, None] * pelvis
+    return (joints - anchor) @ rot.T + anchor
 
   def camera_residuals(self, p, body_joints, tz_init):
-    joints, pelvis = body_joints
-    rot = rotations.aa_to_rotmat(p["global_orient"])
-    posed = (joints - pelvis) @ rot.T + pelvis
+    posed = self.rotate_body(body_joints, p["global_orient"])
     proj = self.project(posed, p["cam_t"])
     res = (proj[self.torso] - self.xy[self.torso]) * self.torso_w[:, None]
     depth = self.options.depth_loss_weight * (p["cam_t"][2] - tz_init)
@@ -351,7 +372,7 @@ def fit_one(
     close = jnp.linalg.norm(problem.xy[pair[0]] - problem.xy[pair[1]]) < options.flip_shoulder_px
     loss_a = jnp.mean(problem.reprojection(params)[0])
     loss_b = jnp.mean(problem.reprojection(params_t)[0])
-    take_t = close & (loss_b < loss_a)
+    take_t = close & ((loss_b < loss_a) | ~jnp.isfinite(loss_a))
     params = jax.tree.map(lambda a, b: jnp.where(take_t, b, a), params, params_t)
     trace = jnp.where(take_t, trace_t, trace)
   return _finish(problem, init, params, trace)

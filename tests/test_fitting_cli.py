@@ -24,6 +24,20 @@ def _run(args):
   cli.main([str(a) for a in args] + ["--no-progress", "--num-iters", "20", "--chunk-size", "8"])
 
 
+def test_crop_mapping_is_spins_affine():
+  # SPIN's utils/imutils.get_transform for a 224 crop of side h = 200 * scale at `center`
+  # (without its integer truncation and +-1 offsets): x' = 224/h x + 224 (0.5 - cx/h).
+  rng = np.random.default_rng(0)
+  center, scale = np.array([[640.0, 360.0]]), np.array([2.3])
+  h = 200.0 * scale[0]
+  t = np.array(
+    [[224 / h, 0, 224 * (-center[0, 0] / h + 0.5)], [0, 224 / h, 224 * (-center[0, 1] / h + 0.5)]]
+  )
+  pts = np.concatenate([rng.uniform(300, 900, (1, 10, 2)), np.ones((1, 10, 1))], -1)
+  expected = np.einsum("ij,kj->ki", t, np.concatenate([pts[0, :, :2], np.ones((10, 1))], 1))
+  np.testing.assert_allclose(data_io.to_crop(pts, center, scale)[0, :, :2], expected, rtol=1e-5)
+
+
 def test_reads_spin_npz_back_into_crop_pixels(lowres_model, tmp_path):
   gt, kp = synthetic.make_dataset(lowres_model, 5, seed=1)
   synthetic.write_spin_npz(tmp_path / "a.npz", kp, gt)
@@ -56,6 +70,31 @@ def test_fits_with_failures_recorded_and_resumes(spin_npz, tmp_path):
   np.testing.assert_allclose(data_io.read_fits(out)["pose"], fits["pose"], atol=1e-5)
 
 
+def test_resume_refuses_another_prior_and_refits_a_corrupt_chunk(spin_npz, tmp_path):
+  from fitting import pose_sampler, priors
+
+  out = tmp_path / "fits.npz"
+  _run(["--input", spin_npz, "--out", out])
+  parts = out.with_name(out.name + ".parts")
+  (parts / "chunk_000002.npz").write_bytes(b"PK\x03\x04 truncated")  # a corrupt chunk
+  _run(["--input", spin_npz, "--out", out])  # refits it instead of crashing
+  assert len(data_io.read_fits(out)["loss"]) == 20
+  means, covars, weights, _ = priors.fit_gmm(
+    pose_sampler.sample_body_poses(2000, seed=3).astype(np.float32), 2, num_iters=5
+  )
+  priors.save_gmm(tmp_path / "other_prior.npz", means, covars, weights)
+  with pytest.raises(SystemExit, match="different run"):
+    _run(["--input", spin_npz, "--out", out, "--prior", tmp_path / "other_prior.npz"])
+
+
+def test_empty_input_is_a_clear_error(tmp_path):
+  np.savez(
+    tmp_path / "e.npz", center=np.zeros((0, 2)), scale=np.zeros(0), part=np.zeros((0, 24, 3))
+  )
+  with pytest.raises(SystemExit, match="no examples"):
+    _run(["--input", tmp_path / "e.npz", "--out", tmp_path / "o.npz"])
+
+
 def test_shards_then_merge(spin_npz, tmp_path):
   out, work = tmp_path / "fits.npz", tmp_path / "work"
   common = ["--input", spin_npz, "--out", out, "--work-dir", work]
@@ -69,6 +108,8 @@ def test_shards_then_merge(spin_npz, tmp_path):
 
 def test_openpose_folder_with_a_malformed_file(lowres_model, tmp_path):
   gt, kp = synthetic.make_dataset(lowres_model, 3, seed=2, openpose_dropout=0.0)
+  kp[1, 12] = 0.0  # left hip undetected: the camera stage must still use the other torso joints
+  kp[2, 0, :2] = np.nan  # a NaN nose counts as undetected, not as a broken example
   folder = tmp_path / "openpose"
   folder.mkdir()
   for i in range(3):
@@ -79,7 +120,8 @@ def test_openpose_folder_with_a_malformed_file(lowres_model, tmp_path):
   out = tmp_path / "fits.npz"
   _run(["--input", folder, "--out", out])
   fits = data_io.read_fits(out)
-  assert fits["success"][:3].all()
+  assert fits["success"][:3].all(), fits["reason"]
+  assert np.all(fits["loss"][:3] < 20.0)  # the camera moved to the person (not stuck at 50 m)
   assert "malformed" in fits["reason"][3] and "no person" in fits["reason"][4]
 
 
