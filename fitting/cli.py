@@ -259,7 +259,7 @@ def main(argv=None):
   except (OSError, ValueError) as err:
     raise SystemExit(f"error: {err}") from err
   # Default chosen by benchmarks/smplify.py from this start: Adam 50+50 at lr 0.03 beat SPIN's
-  # 100+100 at 0.01 in time, fitting loss and PA-MPJPE, and beat LM at every time budget.
+  # 100+100 at 0.01 in time, loss and PA-MPJPE; LM 20+20 ends ~1 mm better at 10x the time.
   iters = args.num_iters or (50 if args.solver == "adam" else 20)
   options = smplify.SmplifyOptions(
     solver=args.solver,
