@@ -34,6 +34,7 @@ import numpy as np
 
 import smpl_jax
 from fitting import priors, smplify, synthetic
+from fitting.demo import pa_mpjpe_mm
 from smpl_jax import toy
 
 try:
@@ -199,18 +200,6 @@ if torch is not None:
 # ------------------------------------------------------------------------------------- helpers
 
 
-def pa_mpjpe_mm(pred, target):
-  errs = []
-  for x, y in zip(np.asarray(pred, np.float64), np.asarray(target, np.float64)):
-    xc, yc = x - x.mean(0), y - y.mean(0)
-    u, s, vt = np.linalg.svd(xc.T @ yc)
-    d = np.sign(np.linalg.det(u @ vt))
-    r = (u @ np.diag([1, 1, d]) @ vt).T
-    scale = (s * [1, 1, d]).sum() / (xc**2).sum()
-    errs.append(np.linalg.norm(scale * xc @ r.T - yc, axis=1).mean() * 1000)
-  return float(np.mean(errs))
-
-
 def near_start(gt: smplify.FitParams, seed: int) -> smplify.FitParams:
   rng = np.random.default_rng(seed)
   noisy = lambda x, s: np.asarray(x + rng.normal(scale=s, size=x.shape), np.float32)  # noqa
@@ -312,7 +301,7 @@ def main(argv=None):
       )
       print(
         f"{batch:5d} {'(start)':22s} {'':>9s} {'':>9s} {'':>8s} {loss0:10.2f} "
-        f"{pa_mpjpe_mm(start, truth):12.1f}"
+        f"{pa_mpjpe_mm(start, truth).mean():12.1f}"
       )
       spin_rate = None
       repeats = 3 if batch <= 64 else 1
@@ -322,7 +311,7 @@ def main(argv=None):
         fitted = joints(model, out["betas"], out["global_orient"], out["body_pose"]).joints
         print(
           f"{batch:5d} {'SPIN torch adam 100+100':22s} {sec:9.3f} {spin_rate:9.1f} "
-          f"{'1.0x':>8s} {np.mean(out['loss']):10.2f} {pa_mpjpe_mm(fitted, truth):12.1f}"
+          f"{'1.0x':>8s} {np.mean(out['loss']):10.2f} {pa_mpjpe_mm(fitted, truth).mean():12.1f}"
         )
       for config in args.configs:
         options, label = parse_config(config)
@@ -334,7 +323,7 @@ def main(argv=None):
         ratio = f"{batch / sec / spin_rate:7.1f}x" if spin_rate else "       -"
         print(
           f"{batch:5d} {label:22s} {sec:9.3f} {batch / sec:9.1f} "
-          f"{ratio} {float(jnp.mean(res.loss)):10.2f} {pa_mpjpe_mm(fitted, truth):12.1f}"
+          f"{ratio} {float(jnp.mean(res.loss)):10.2f} {pa_mpjpe_mm(fitted, truth).mean():12.1f}"
         )
 
     if args.standalone_batch:
@@ -356,7 +345,7 @@ def main(argv=None):
         ).joints
         print(
           f"{batch:5d} {label:22s} {sec:9.3f} {batch / sec:9.1f} {'':>8s} "
-          f"{float(jnp.mean(res.loss)):10.2f} {pa_mpjpe_mm(fitted, truth):12.1f}"
+          f"{float(jnp.mean(res.loss)):10.2f} {pa_mpjpe_mm(fitted, truth).mean():12.1f}"
         )
 
 

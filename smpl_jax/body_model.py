@@ -281,6 +281,20 @@ def regress_keypoints(model: BodyModel, vertices: Float[Array, "V 3"]) -> Float[
 # ------------------------------------------------------------------------------------ forward
 
 
+def _output(model, verts, joints, keypoints, rotmats, transl) -> BodyOutput:
+  """Adds the translation (keypoints get it weighted by their regressor row sums) and selects
+  the joint sets."""
+  joints = joints + transl
+  keypoints = keypoints + model.keypoint_rowsum[:, None] * transl
+  return BodyOutput(
+    vertices=None if verts is None else verts + transl,
+    joints=joints,
+    keypoints=keypoints,
+    joint_sets=_select_joint_sets(model, joints, keypoints),
+    rotmats=rotmats,
+  )
+
+
 def forward(
   model: BodyModel,
   betas: Float[Array, "..."] | None = None,  # shapes are checked by _inputs, with clear errors
@@ -322,15 +336,7 @@ def forward(
   # Keypoints regressed from the posed mesh, through the load-time fold: the same values as
   # regress_keypoints(model, verts) to float32 rounding, at a fraction of the cost.
   keypoints = _folded_keypoints(model, betas, rotmats, g, j_rest, j_posed)
-  verts, j_posed = verts + transl, j_posed + transl
-  keypoints = keypoints + model.keypoint_rowsum[:, None] * transl
-  return BodyOutput(
-    vertices=verts,
-    joints=j_posed,
-    keypoints=keypoints,
-    joint_sets=_select_joint_sets(model, j_posed, keypoints),
-    rotmats=rotmats,
-  )
+  return _output(model, verts, j_posed, keypoints, rotmats, transl)
 
 
 def forward_joints(
@@ -351,15 +357,7 @@ def forward_joints(
   j_rest = rest_joints(model, betas)
   g, j_posed = kinematic_chain(model.parents, rotmats, j_rest)
   keypoints = _folded_keypoints(model, betas, rotmats, g, j_rest, j_posed)
-  j_posed = j_posed + transl
-  keypoints = keypoints + model.keypoint_rowsum[:, None] * transl
-  return BodyOutput(
-    vertices=None,
-    joints=j_posed,
-    keypoints=keypoints,
-    joint_sets=_select_joint_sets(model, j_posed, keypoints),
-    rotmats=rotmats,
-  )
+  return _output(model, None, j_posed, keypoints, rotmats, transl)
 
 
 def _require_one(*params):

@@ -333,6 +333,17 @@ def _optional_regressor(explicit, model_path: Path, filename: str, rows: int, nv
     return None
 
 
+def _first_betas(shapedirs: np.ndarray, num_betas: int | None, path: Path) -> np.ndarray:
+  if num_betas is None:
+    return shapedirs
+  if not 0 <= num_betas <= shapedirs.shape[-1]:
+    raise ValueError(
+      f"num_betas={num_betas} but {path} has {shapedirs.shape[-1]} shape components; "
+      f"pass 0 <= num_betas <= {shapedirs.shape[-1]}."
+    )
+  return shapedirs[..., :num_betas]
+
+
 def _smpl_model(arrays: dict, path: Path, extra_path, h36m_path, num_betas, dtype) -> BodyModel:
   required = ("v_template", "shapedirs", "J_regressor", "weights", "kintree_table", "f")
   missing = [k for k in required if k not in arrays]
@@ -351,13 +362,7 @@ def _smpl_model(arrays: dict, path: Path, extra_path, h36m_path, num_betas, dtyp
   shapedirs = np.asarray(arrays["shapedirs"], np.float64)
   nv = v_template.shape[0]
   parents = _parents(arrays["kintree_table"])
-  if num_betas is not None:
-    if not 0 <= num_betas <= shapedirs.shape[-1]:
-      raise ValueError(
-        f"num_betas={num_betas} but {path} has {shapedirs.shape[-1]} shape components; "
-        f"pass 0 <= num_betas <= {shapedirs.shape[-1]}."
-      )
-    shapedirs = shapedirs[..., :num_betas]
+  shapedirs = _first_betas(shapedirs, num_betas, path)
 
   kp_names, kp_rows = [], []
   if nv == 6890:  # smplx's vertex picks are defined on the SMPL topology only
@@ -418,13 +423,7 @@ def _project_model(arrays: dict, path: Path, num_betas, dtype) -> BodyModel:
       )
     )
   shapedirs = np.asarray(arrays["shapedirs"], np.float64)
-  if num_betas is not None:
-    if not 0 <= num_betas <= shapedirs.shape[-1]:
-      raise ValueError(
-        f"num_betas={num_betas} but {path} has {shapedirs.shape[-1]} shape components; "
-        f"pass 0 <= num_betas <= {shapedirs.shape[-1]}."
-      )
-    shapedirs = shapedirs[..., :num_betas]
+  shapedirs = _first_betas(shapedirs, num_betas, path)
   return build_model(
     v_template=arrays["v_template"],
     shapedirs=shapedirs,
