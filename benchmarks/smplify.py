@@ -35,6 +35,7 @@ import numpy as np
 import smpl_jax
 from fitting import priors, smplify, synthetic
 from fitting.demo import pa_mpjpe_mm
+from smpl_jax import joints as joints_lib
 from smpl_jax import toy
 
 try:
@@ -47,57 +48,14 @@ except ImportError:
 # ------------------------------------------------------------------------ SPIN's SMPLify, torch
 
 if torch is not None:
-  JOINT_MAP = [
-    24,
-    12,
-    17,
-    19,
-    21,
-    16,
-    18,
-    20,
-    0,
-    2,
-    5,
-    8,
-    1,
-    4,
-    7,
-    25,
-    26,
-    27,
-    28,
-    29,
-    30,
-    31,
-    32,
-    33,
-    34,
-    8,
-    5,
-    45,
-    46,
-    4,
-    7,
-    21,
-    19,
-    17,
-    16,
-    18,
-    20,
-    47,
-    48,
-    49,
-    50,
-    51,
-    52,
-    53,
-    24,
-    26,
-    25,
-    28,
-    27,
-  ]  # SPIN constants.JOINT_MAP resolved to indices (SPIN_SPEC 1.4)
+  # SPIN's JOINT_MAP: indices into smplx's 45 joints + J_regressor_extra's 9, from the library's
+  # table (tests/test_joints.py checks it against SPIN's literal one).
+  _NAMES54 = (
+    [f"joint:{n}" for n in joints_lib.SMPL_JOINT_NAMES]
+    + [f"keypoint:{n}" for n, _ in joints_lib.SMPL_VERTEX_KEYPOINTS]
+    + [f"keypoint:{n}" for n in joints_lib.SPIN_EXTRA_REGRESSOR_NAMES]
+  )
+  JOINT_MAP = [_NAMES54.index(src) for src in joints_lib.SPIN49_SMPL_SOURCES]
 
   class SpinSmplify:
     """SPIN's SMPLify (smplify/smplify.py) on smplx, for timing and quality comparison."""
