@@ -221,6 +221,7 @@ def _log_gaussians(x, means, covars):
   return (-0.5 * (maha + logdet[:, None] + d * jnp.log(2 * jnp.pi))).T
 
 
+# Jitted here because fit_gmm is itself a program entry point (a whole EM fit), not a step.
 @functools.partial(jax.jit, static_argnames=("num_components", "num_iters"))
 def _em(x, key, num_components: int, num_iters: int, reg: float):
   n, d = x.shape

@@ -1,1 +1,5 @@
-"""spin_jax: the SPIN trainer (issue: regressor, fits dictionary, train step)."""
+"""spin_jax: the SPIN trainer (regressor, fits dictionary, train step).
+
+Not built yet: the trainer arrives with its own issue. The package exists so that the layout
+and the dependency direction (smpl_jax <- fitting <- spin_jax <- experiments) are fixed now.
+"""
