@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 import smpl_jax
 from smpl_jax import camera
+from smpl_jax import render as render_lib
 
 _DEMO_POSES = {  # joint name -> axis-angle (radians), on top of small random poses
     "left_shoulder": (0.0, 0.0, 1.0), "right_shoulder": (0.0, 0.0, 0.3),
@@ -54,30 +55,18 @@ def bodies_per_second(fn, model, params, repeats: int = 10) -> float:
 
 
 def render(vertices, faces, keypoints, size: int = 448) -> Image.Image:
-  """Painter's-algorithm flat shading of one mesh in SPIN's camera (body centred, 224-crop
-  intrinsics scaled to `size`), with keypoints drawn as dots."""
+  """One mesh in SPIN's camera (body centred, 224-crop intrinsics scaled to `size`), z-buffered
+  and flat-shaded by smpl_jax.render, with keypoints drawn as dots."""
   focal = camera.FOCAL_LENGTH * size / camera.IMG_RES
   centre = np.array([size / 2, size / 2])
   # Depth that fits a 2 m tall body into 90 % of the image, centred on the mesh.
   mid = 0.5 * (vertices.min(0) + vertices.max(0))
   depth = focal * 2.0 / (0.9 * size)
   t = np.array([-mid[0], -mid[1], depth - mid[2]])
-  proj = np.asarray(camera.perspective_projection(vertices, t, focal, centre))
-  kp = np.asarray(camera.perspective_projection(keypoints, t, focal, centre))
-  tri = vertices[faces]
-  normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-  normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
-  to_light = np.array([-0.3, -0.5, -1.0])  # towards the camera, up and to the left
-  shade = np.clip(normals @ (to_light / np.linalg.norm(to_light)), 0.0, 1.0)
-  order = np.argsort(-(tri[:, :, 2].mean(1) + t[2]))  # far to near
-  img = Image.new("RGB", (size, size), (235, 235, 240))
+  rgb, _ = render_lib.render(vertices + t, faces, focal, centre, (size, size))
+  img = Image.fromarray(rgb)
   draw = ImageDraw.Draw(img)
-  for f in order:
-    if normals[f, 2] > 0:  # facing away from the camera (which looks down +z)
-      continue
-    c = int(60 + 170 * shade[f])
-    draw.polygon([tuple(p) for p in proj[faces[f]]], fill=(c, int(c * 0.85), int(c * 0.7)))
-  for x, y in kp:
+  for x, y in np.asarray(camera.perspective_projection(keypoints, t, focal, centre)):
     draw.ellipse([x - 2.5, y - 2.5, x + 2.5, y + 2.5], fill=(220, 30, 30))
   return img
 
