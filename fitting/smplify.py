@@ -379,7 +379,7 @@ def fit_one(
 
 
 def _finish(problem, init, params, trace):
-  reproj0, _ = problem.reprojection(init)
+  reproj0, err0 = problem.reprojection(init)
   reproj, err = problem.reprojection(params)
   initial_loss, loss = jnp.mean(reproj0), jnp.mean(reproj)
   finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)]))
@@ -392,7 +392,7 @@ def _finish(problem, init, params, trace):
     params=jax.tree.map(keep, params, init),
     loss=keep(loss, initial_loss),
     reprojection=keep(reproj, reproj0),
-    joint_error_px=keep(err, problem.reprojection(init)[1]),
+    joint_error_px=keep(err, err0),
     success=success,
     initial_loss=initial_loss,
     trace=trace,
