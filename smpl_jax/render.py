@@ -38,57 +38,74 @@ def project(vertices: np.ndarray, focal: float, center) -> np.ndarray:
 
 
 def rasterize(screen: np.ndarray, faces: np.ndarray, height: int, width: int) -> Fragments:
-  """Nearest face per pixel for (V, 3) screen-space vertices (u, v, camera z)."""
+  """Nearest face per pixel for (V, 3) screen-space vertices (u, v, camera z).
+
+  Each face's three barycentric coordinates are affine functions of the pixel centre; the
+  candidate pixels of every face's bounding box are tested at once, grouped by box size so the
+  candidates are laid out without integer division. Column-wise arrays throughout: this is
+  what makes the full open model (27k faces, mostly sub-pixel at 224 px) take ~10 ms.
+  """
   screen = np.asarray(screen, np.float64)
   faces = np.asarray(faces, np.int64)
-  tri = screen[faces]  # (F, 3, 3)
-  keep = np.all(tri[:, :, 2] > 0, axis=1)
-  face_ids = np.flatnonzero(keep)
-  tri = tri[keep]
-  lo = np.floor(tri[:, :, :2].min(axis=1) - 0.5).astype(np.int64)
-  hi = np.ceil(tri[:, :, :2].max(axis=1) - 0.5).astype(np.int64)
-  lo = np.maximum(lo, 0)
-  hi = np.minimum(hi, [width - 1, height - 1])
-  span = hi - lo + 1
-  count = np.where(np.all(span > 0, axis=1), span[:, 0] * span[:, 1], 0)
   out = Fragments(
     face=np.full((height, width), -1, np.int64),
     bary=np.zeros((height, width, 3)),
     depth=np.full((height, width), np.inf),
   )
-  total = int(count.sum())
-  if total == 0:
+  # Column-wise (F,) arrays: numpy reduces over a short trailing axis slowly.
+  cols = [[screen[faces[:, v], c] for v in range(3)] for c in range(3)]
+  (x0, x1, x2), (y0, y1, y2), (z0, z1, z2) = cols
+  area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+  lox = np.maximum(np.floor(np.minimum(np.minimum(x0, x1), x2) - 0.5), 0)
+  loy = np.maximum(np.floor(np.minimum(np.minimum(y0, y1), y2) - 0.5), 0)
+  sx = np.minimum(np.ceil(np.maximum(np.maximum(x0, x1), x2) - 0.5), width - 1) - lox + 1
+  sy = np.minimum(np.ceil(np.maximum(np.maximum(y0, y1), y2) - 0.5), height - 1) - loy + 1
+  keep = (z0 > 0) & (z1 > 0) & (z2 > 0) & (area != 0) & np.isfinite(area) & (sx > 0) & (sy > 0)
+  fid = np.flatnonzero(keep)
+  if len(fid) == 0:
     return out
-  # Every (triangle, pixel) pair of each bounding box, flattened.
-  owner = np.repeat(np.arange(len(tri)), count)
-  offset = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
-  px = lo[owner, 0] + offset % span[owner, 0]
-  py = lo[owner, 1] + offset // span[owner, 0]
-  p = np.stack([px + 0.5, py + 0.5], axis=1)
-  a, b, c = tri[owner, 0, :2], tri[owner, 1, :2], tri[owner, 2, :2]
-
-  def edge(p0, p1, q):
-    return (p1[:, 0] - p0[:, 0]) * (q[:, 1] - p0[:, 1]) - (p1[:, 1] - p0[:, 1]) * (
-      q[:, 0] - p0[:, 0]
+  x, y, z = ([c[fid] for c in col] for col in cols)
+  inv_area = 1.0 / area[fid]
+  lox, loy = lox[fid].astype(np.int64), loy[fid].astype(np.int64)
+  sx, sy = sx[fid].astype(np.int64), sy[fid].astype(np.int64)
+  # Barycentric i at pixel centre p: (A_i p_x + B_i p_y + C_i), from the edge opposite vertex i.
+  coef = []
+  for j, k in ((1, 2), (2, 0), (0, 1)):
+    coef.append(
+      (
+        (y[j] - y[k]) * inv_area,
+        (x[k] - x[j]) * inv_area,
+        (x[j] * y[k] - x[k] * y[j]) * inv_area,
+      )
     )
-
-  area = edge(a, b, c)
-  w0, w1, w2 = edge(b, c, p), edge(c, a, p), edge(a, b, p)
-  sign = np.sign(area)
-  inside = (area != 0) & (w0 * sign >= 0) & (w1 * sign >= 0) & (w2 * sign >= 0)
+  # Candidates: every pixel of every face's bounding box, one group per box size.
+  key = sx * (height + width + 1) + sy
+  order = np.argsort(key, kind="stable")
+  sorted_key = key[order]
+  bounds = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1], True])
+  owner, px, py = [], [], []
+  for s, e in zip(bounds[:-1], bounds[1:]):
+    group = order[s:e]
+    bw, bh = sx[group[0]], sy[group[0]]
+    owner.append(np.repeat(group, bw * bh))
+    px.append((lox[group, None] + np.tile(np.arange(bw), bh)).ravel())
+    py.append((loy[group, None] + np.repeat(np.arange(bh), bw)).ravel())
+  owner, px, py = np.concatenate(owner), np.concatenate(px), np.concatenate(py)
+  cx, cy = px + 0.5, py + 0.5
+  bary = [a[owner] * cx + b[owner] * cy + c[owner] for a, b, c in coef]
+  inside = (bary[0] >= 0) & (bary[1] >= 0) & (bary[2] >= 0)
   owner, px, py = owner[inside], px[inside], py[inside]
-  bary = np.stack([w0, w1, w2], axis=1)[inside] / area[inside, None]
   # Perspective-correct: 1/z is affine in screen space, attributes are weighted by 1/z.
-  inv_z = bary / tri[owner, :, 2]
-  depth = 1.0 / inv_z.sum(axis=1)
-  bary = inv_z * depth[:, None]
+  w = [b[inside] / z[i][owner] for i, b in enumerate(bary)]
+  depth = 1.0 / (w[0] + w[1] + w[2])
+  w = np.stack(w, axis=1)
   # z-buffer: nearest candidate per pixel.
   pixel = py * width + px
   order = np.lexsort((depth, pixel))
   first = order[np.r_[True, pixel[order][1:] != pixel[order][:-1]]]
   ys, xs = py[first], px[first]
-  out.face[ys, xs] = face_ids[owner[first]]
-  out.bary[ys, xs] = bary[first]
+  out.face[ys, xs] = fid[owner[first]]
+  out.bary[ys, xs] = w[first] * depth[first, None]
   out.depth[ys, xs] = depth[first]
   return out
 
