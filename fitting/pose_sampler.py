@@ -51,9 +51,10 @@ def joint_limits() -> np.ndarray:
   return np.asarray(out, np.float64)
 
 
-def sample_body_poses(n: int, seed: int = 0) -> np.ndarray:
-  """(n, 69) body poses (axis-angle, SMPL order) within the joint limits."""
-  rng = np.random.default_rng(seed)
+def sample_body_poses(n: int, seed: int = 0, rng: np.random.Generator | None = None) -> np.ndarray:
+  """(n, 69) body poses (axis-angle, SMPL order) within the joint limits; `rng` overrides
+  `seed`."""
+  rng = np.random.default_rng(seed) if rng is None else rng
   lim = joint_limits().reshape(69, 2)
   lo, hi = lim[:, 0], lim[:, 1]
   uniform = rng.uniform(lo, hi, size=(n, 69))
