@@ -49,6 +49,7 @@ class SpinFormat(tfds.core.GeneratorBasedBuilder):
     self._image_root = image_root
     self._skip_bad = skip_bad
     self.skipped: list[tuple[int, str]] = []
+    self.num_rows: int | None = None  # rows of the annotation file (index range)
     super().__init__(**kwargs)
 
   def _info(self):
@@ -59,6 +60,7 @@ class SpinFormat(tfds.core.GeneratorBasedBuilder):
     manual = Path(dl_manager.manual_dir)
     ann = spin_format.read_annotations(spin_format.find_annotation_file(manual, info), info.name)
     root = Path(self._image_root) if self._image_root else manual / info.image_dir
+    self.num_rows = len(ann)
     return {"train" if info.train else "test": self._generate_examples(ann, root, info)}
 
   def _generate_examples(self, ann, root, info):

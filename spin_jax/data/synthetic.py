@@ -1,8 +1,9 @@
 """Synthetic people rendered from a body model, labelled like SPIN's datasets.
 
-Each example is a body (pose from the anatomical joint-limit sampler of `fitting.pose_sampler`,
-any heading, betas ~ N(0, 1)) seen by SPIN's camera (focal 5000 px on a 224 px crop, principal
-point at the crop centre) from a distance that makes it fill 55-90 % of the person box, shaded
+Each example is a body (pose from the joint-limit sampler of `fitting.pose_sampler`, turned up
+to 90 degrees from facing the camera, betas ~ N(0, 1)) seen by SPIN's camera (focal 5000 px on a
+224 px crop, principal point at the crop centre) from a distance that makes it fill 55-90 % of the
+person box, shaded
 with a random light, per-part clothing colours and per-part brightness, in front of a procedural
 background, sometimes behind occluders. Labels follow `records`: the 49 SPIN keypoints (the
 OpenPose rows with detector-like noise, confidences and dropout, occluded ones mostly dropped;
@@ -40,6 +41,10 @@ class SceneOptions:
   fraction_2d_only: float = 0.5  # of the training split
   occluder_prob: float = 0.3
   pose_scale: tuple[float, float] = (0.3, 0.8)  # joint-limit sampler poses scaled by U(a, b)
+  # Heading about the vertical axis, radians from facing the camera. Up to side views, as most
+  # of SPIN's data: the renders carry no face, so a body seen from behind looks like its mirror
+  # image seen from the front, and left and right could not be told apart.
+  max_heading: float = np.pi / 2
   fill: tuple[float, float] = (0.55, 0.9)  # person extent / person box side
   openpose_noise: float = 0.01  # keypoint noise, fraction of the person box side
   openpose_dropout: float = 0.1
@@ -106,7 +111,8 @@ def sample_body(rng: np.random.Generator, opts: SceneOptions, num_betas: int):
   # Any heading about the body's vertical axis, a little pitch and roll, then SMPL's frame
   # (y up, facing +z) into the camera's (y down, looking down +z): a half turn about x.
   q = _axis_quat(0, np.pi)
-  for axis, angle in ((1, rng.uniform(-np.pi, np.pi)), (0, rng.normal(scale=0.15))):
+  heading = rng.uniform(-opts.max_heading, opts.max_heading)
+  for axis, angle in ((1, heading), (0, rng.normal(scale=0.15))):
     q = geometry.quat_mul(q, _axis_quat(axis, angle))
   q = geometry.quat_mul(q, _axis_quat(2, rng.normal(scale=0.15)))
   pose = np.concatenate([geometry.aa_from_quat(q), body]).astype(np.float32)

@@ -1,0 +1,409 @@
+"""Trains SPIN: `python -m spin_jax.train --config experiments/configs/synthetic.py`.
+
+    --config.steps=3000 --config.model.backbone=resnet50 ...   override any option
+    --workdir DIR                                              checkpoints, TensorBoard logs
+    --restore_fallback                                         skip unreadable checkpoints
+    --distributed                                              jax.distributed.initialize()
+
+One compiled step (`train_step`) on a mesh of all devices: the batch is sharded over the `data`
+axis, parameters, optimiser state and the fits table are replicated. Checkpoints (orbax) hold the
+train state with the fits table, and the data iterator's state, together: the same command after
+an interruption (kill -9 included) continues from the last checkpoint with the same next batch.
+"""
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm import tqdm
+
+import smpl_jax
+from fitting import priors
+from smpl_jax import rotations
+from spin_jax import fits as fits_lib
+from spin_jax import train_step as ts
+from spin_jax.config import TrainConfig, from_config_dict
+from spin_jax.data import builders, pipeline, records
+from spin_jax.model import Regressor, load_mean_params, open_mean_params
+
+
+class NonFiniteLoss(RuntimeError):
+  pass
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+def ensure_synthetic(cfg: TrainConfig) -> None:
+  """Builds the configured synthetic dataset when it is missing (the README's main job)."""
+  names = {n for n in (*cfg.data.train, cfg.data.val) if n.startswith("spin_synthetic/")}
+  for name in sorted(names):
+    try:
+      builders.dataset_dir(cfg.data.data_dir, name)
+    except FileNotFoundError:
+      if not cfg.data.build_synthetic:
+        raise
+      from spin_jax.data import build
+
+      n_train, n_val, n_test = cfg.data.synthetic_sizes
+      print(f"building {name} ({n_train} / {n_val} / {n_test}) in {cfg.data.data_dir}")
+      build.main(
+        ["synthetic", "--data_dir", cfg.data.data_dir, "--name", name.split("/", 1)[1]]
+        + ["--num_train", str(n_train), "--num_validation", str(n_val)]
+        + ["--num_test", str(n_test), "--workers", "2"]
+        + (["--model", cfg.body_model] if cfg.body_model else [])
+      )
+
+
+def dataset_rows(data_dir: str, name: str, split: str) -> tuple[int, int]:
+  """(dataset_id, rows of its annotation file) of a prepared training dataset."""
+  builder, _, config = name.partition("/")
+  path = builders.dataset_dir(data_dir, name)
+  n = builders.split_sizes(data_dir, name)[split]
+  if builder == "spin_synthetic":
+    return records.SYNTHETIC_ID + records.SYNTHETIC_SPLITS.index(split), n
+  report = path / "build_report.json"
+  if report.is_file():
+    n = json.loads(report.read_text()).get("num_rows", n)
+  return records.dataset_info(config).dataset_id, n
+
+
+def layout_of(cfg: TrainConfig) -> fits_lib.Layout:
+  return fits_lib.Layout(
+    tuple(dataset_rows(cfg.data.data_dir, n, "train") for n in cfg.data.train)
+  )
+
+
+def data_options(cfg: TrainConfig) -> pipeline.DataOptions:
+  return pipeline.DataOptions(
+    data_dir=cfg.data.data_dir,
+    datasets=cfg.data.train,
+    weights=cfg.data.weights or None,
+    batch_size=cfg.batch_size,
+    img_res=cfg.model.img_res,
+    ignore_3d=cfg.data.ignore_3d,
+    seed=cfg.seed,
+    num_threads=cfg.data.num_threads,
+  )
+
+
+def fits_files(cfg: TrainConfig, layout: fits_lib.Layout) -> dict[int, str]:
+  out = {}
+  for item in cfg.data.fits_files:
+    name, sep, path = item.partition("=")
+    if not sep:
+      raise ValueError(f"data.fits_files entry {item!r} is not '<dataset>=<fits.npz>'")
+    ds = next(
+      (d for n, (d, _) in zip(cfg.data.train, layout.datasets) if name in (n, n.split("/")[-1])),
+      None,
+    )
+    if ds is None:
+      ds = records.dataset_info(name).dataset_id
+    out[ds] = path
+  return out
+
+
+# -- state ----------------------------------------------------------------------------------------
+
+
+def mean_params(cfg: TrainConfig):
+  return load_mean_params(cfg.model.mean_params) if cfg.model.mean_params else open_mean_params()
+
+
+def create_state(cfg: TrainConfig, layout: fits_lib.Layout, tx):
+  """(train graphdef, eval graphdef, TrainState) with freshly initialised parameters."""
+  mp = mean_params(cfg)
+
+  def make():
+    return Regressor(
+      mp,
+      cfg.model.backbone,
+      cfg.model.num_iters,
+      dropout=cfg.model.dropout,
+      rngs=nnx.Rngs(cfg.seed),
+    )
+
+  abstract = nnx.eval_shape(make)
+  abstract.train()
+  graphdef = nnx.graphdef(abstract)
+  abstract.eval()
+  eval_graphdef = nnx.graphdef(abstract)
+  params, rest = jax.jit(lambda: nnx.split(make(), nnx.Param, ...)[1:])()
+  if cfg.model.pretrained:
+    from spin_jax import weights
+
+    params, rest = weights.load_torchvision_resnet(cfg.model.pretrained, graphdef, params, rest)
+  mean_aa = rotations.rot6d_to_aa(jnp.asarray(mp.pose6d).reshape(24, 6)).reshape(72)
+  table = fits_lib.init_table(layout, np.asarray(mean_aa), fits_files(cfg, layout))
+  state = ts.TrainState(params, rest, tx.init(params), table, jnp.zeros((), jnp.int32))
+  return graphdef, eval_graphdef, state, np.asarray(mean_aa)
+
+
+def checkpoint_manager(workdir: Path, cfg: TrainConfig) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+    (workdir / "checkpoints").absolute(),
+    options=ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_checkpoints, create=True),
+  )
+
+
+def restore(mngr, state, data_iter, fallback: bool):
+  """Restores the newest checkpoint into (state, data_iter); returns (state, step) or
+  (state, 0) when there is none. An unreadable checkpoint is an error naming it, or with
+  `fallback` a warning and the next older one."""
+  abstract = jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
+  )
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      got = mngr.restore(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract),
+          data=grain.checkpoint.CheckpointRestore(data_iter),
+        ),
+      )
+      return got["state"], step
+    except Exception as e:  # orbax raises many kinds for a damaged step directory
+      where = Path(mngr.directory) / str(step)
+      if not fallback:
+        raise RuntimeError(
+          f"checkpoint {where} cannot be restored ({type(e).__name__}: {e}); rerun with "
+          "--restore_fallback to use the newest readable one, or remove it"
+        ) from e
+      print(f"warning: checkpoint {where} unreadable ({type(e).__name__}); trying an older one")
+  return state, 0
+
+
+# -- evaluation and images ------------------------------------------------------------------------
+
+
+def val_batches(cfg: TrainConfig):
+  opts = pipeline.DataOptions(
+    data_dir=cfg.data.data_dir,
+    datasets=(cfg.data.val,),
+    split=cfg.data.val_split,
+    batch_size=cfg.batch_size,
+    img_res=cfg.model.img_res,
+    augment=None,
+    shuffle=False,
+    num_epochs=1,
+    drop_remainder=False,
+    num_threads=cfg.data.num_threads,
+  )
+  seen = 0
+  for batch in pipeline.make_dataset(opts, process_index=0, process_count=1):
+    n = len(batch["index"])
+    keep = np.asarray(batch["has_3d"]).copy()
+    keep[max(0, cfg.data.val_examples - seen) :] = False
+    pad = cfg.batch_size - n  # one shape: one compile
+    if pad:
+      batch = {k: np.concatenate([v, np.repeat(v[-1:], pad, 0)]) for k, v in batch.items()}
+      keep = np.concatenate([keep, np.zeros(pad, bool)])
+    yield batch, keep
+    seen += n
+    if seen >= cfg.data.val_examples:
+      return
+
+
+def evaluate(cfg, eval_fn, state) -> dict[str, float]:
+  sums, count = {}, 0
+  for batch, keep in val_batches(cfg):
+    out = jax.device_get(eval_fn(state.params, state.rest, batch))
+    for k, v in out.items():
+      sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v)[keep]))
+    count += int(keep.sum())
+  return {k: 1000.0 * v / max(count, 1) for k, v in sums.items()} | {"count": count}
+
+
+def overlay_images(cfg, body, eval_graphdef, state, batch, n=4) -> np.ndarray:
+  """(n, R, R, 3) uint8: input crops with the predicted mesh drawn over them."""
+  from smpl_jax import camera, render
+
+  images = batch["image"][:n]
+  _, pred = ts.predict_joints(eval_graphdef, state.params, state.rest, body, images)
+  out = smpl_jax.forward_batch(body, pred.betas, pred.rotmat[:, :1], pred.rotmat[:, 1:])
+  verts = np.asarray(out.vertices, np.float64)
+  cam_t = np.asarray(camera.weak_perspective_to_translation(pred.cam), np.float64)
+  res = cfg.model.img_res
+  focal = camera.FOCAL_LENGTH * res / camera.IMG_RES
+  tiles = []
+  for k in range(len(images)):
+    rgb, mask = render.render(
+      verts[k] + cam_t[k], np.asarray(body.faces), focal, (res / 2, res / 2), (res, res)
+    )
+    tile = np.asarray(images[k], np.float64)
+    tile[mask] = 0.4 * tile[mask] + 0.6 * rgb[mask]
+    tiles.append(tile.astype(np.uint8))
+  return np.stack(tiles)
+
+
+# -- the loop -------------------------------------------------------------------------------------
+
+
+def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = False) -> dict:
+  workdir = Path(workdir or cfg.workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+  if jax.process_index() == 0:
+    ensure_synthetic(cfg)
+  body = smpl_jax.load_model(cfg.body_model or None)
+  prior = priors.load_gmm(cfg.prior or None)
+  layout = layout_of(cfg)
+  tx = optax.adam(cfg.lr)
+  graphdef, eval_graphdef, state, mean_aa = create_state(cfg, layout, tx)
+
+  mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+  repl, data_sh = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  if cfg.batch_size % jax.device_count():
+    raise ValueError(
+      f"batch_size {cfg.batch_size} is not divisible by {jax.device_count()} devices"
+    )
+  state = jax.device_put(state, repl)
+  body, prior = jax.device_put((body, prior), repl)
+  step_fn = jax.jit(
+    lambda s, b, m, p: ts.train_step(s, b, m, p, graphdef=graphdef, tx=tx, cfg=cfg),
+    in_shardings=(repl, data_sh, repl, repl),
+    out_shardings=(repl, repl),
+    donate_argnums=0,
+  )
+  eval_fn = jax.jit(lambda params, rest, b: ts.eval_step(eval_graphdef, params, rest, body, b))
+  known = {ds for ds, _ in layout.datasets}
+
+  data_iter = pipeline.make_iterator(data_options(cfg))
+  mngr = checkpoint_manager(workdir, cfg)
+  state, start = restore(mngr, state, data_iter, restore_fallback)
+  if start:
+    print(f"resumed from {Path(mngr.directory) / str(start)} (step {start})")
+  from tensorboardX import SummaryWriter
+
+  writer = SummaryWriter(str(workdir / "tb")) if jax.process_index() == 0 else None
+
+  def save(step):
+    mngr.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iter)
+      ),
+    )
+
+  def as_global(batch):
+    return {k: jax.make_array_from_process_local_data(data_sh, v) for k, v in batch.items()}
+
+  baseline = None
+  if start == 0:
+    base_fn = jax.jit(lambda b: ts.mean_pose_eval(body, mean_aa, b))
+    baseline = evaluate(cfg, lambda p, r, b: base_fn(b), state)
+    (workdir / "baseline.json").write_text(json.dumps(baseline))
+    print(
+      f"mean-pose baseline on {cfg.data.val}/{cfg.data.val_split}: "
+      f"MPJPE {baseline['mpjpe']:.1f} mm, PA-MPJPE {baseline['pa_mpjpe']:.1f} mm"
+    )
+  elif (workdir / "baseline.json").is_file():
+    baseline = json.loads((workdir / "baseline.json").read_text())
+
+  bar = tqdm(
+    range(start, cfg.steps),
+    initial=start,
+    total=cfg.steps,
+    desc="train",
+    disable=jax.process_index() != 0,
+  )
+  t_last, n_last, val = time.perf_counter(), start, None
+  for step in bar:
+    batch = next(data_iter)
+    unknown = set(np.unique(batch["dataset_id"]).tolist()) - known
+    if unknown:
+      raise ValueError(
+        f"batch at step {step + 1} has dataset ids {sorted(unknown)} not in the fits table"
+      )
+    state, metrics = step_fn(state, as_global(batch), body, prior)
+    metrics = jax.device_get(metrics)
+    if not metrics["finite"]:
+      ids = sorted({(int(d), int(i)) for d, i in zip(batch["dataset_id"], batch["index"])})
+      raise NonFiniteLoss(
+        f"non-finite loss or gradients at step {step + 1} (state left unchanged; last checkpoint "
+        f"{mngr.latest_step()}); batch (dataset_id, index): {ids}"
+      )
+    done = step + 1
+    if done % cfg.log_every == 0 or done == cfg.steps:
+      now = time.perf_counter()
+      rate = (done - n_last) / (now - t_last)
+      t_last, n_last = now, done
+      bar.set_postfix(loss=f"{metrics['loss']:.3f}", upd=f"{metrics['fits/update_rate']:.2f}")
+      if writer:
+        for k, v in metrics.items():
+          if k != "finite":
+            writer.add_scalar(k, float(v), done)
+        writer.add_scalar("steps_per_s", rate, done)
+    if done % cfg.image_every == 0 and writer:
+      imgs = overlay_images(cfg, body, eval_graphdef, state, batch)
+      writer.add_images("train/overlay", imgs, done, dataformats="NHWC")
+    if done % cfg.eval_every == 0 or done == cfg.steps:
+      val = evaluate(cfg, eval_fn, state)
+      if writer:
+        writer.add_scalar("val/mpjpe_mm", val["mpjpe"], done)
+        writer.add_scalar("val/pa_mpjpe_mm", val["pa_mpjpe"], done)
+      tqdm.write(
+        f"step {done}: val MPJPE {val['mpjpe']:.1f} mm, PA-MPJPE {val['pa_mpjpe']:.1f} mm"
+      )
+    if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+      save(done)
+  mngr.wait_until_finished()
+  if writer:
+    writer.close()
+  if val is None:
+    val = evaluate(cfg, eval_fn, state)
+  result = {"step": int(cfg.steps), "val": val, "baseline": baseline}
+  if jax.process_index() == 0:
+    (workdir / "result.json").write_text(json.dumps(result, indent=1))
+  return result
+
+
+def main(argv):
+  from absl import flags, logging
+
+  del argv
+  logging.set_verbosity(logging.WARNING)  # orbax and TFDS log every file at INFO
+  flag = flags.FLAGS
+  cfg = from_config_dict(flag.config)
+  if flag.distributed:
+    jax.distributed.initialize()
+  workdir = flag.workdir or cfg.workdir
+  result = run(cfg, workdir, flag.restore_fallback)
+  if jax.process_index() == 0:
+    val, base = result["val"], result["baseline"]
+    print(
+      f"\nfinished {result['step']} steps. Validation ({cfg.data.val}/{cfg.data.val_split}, "
+      f"{val['count']} people):"
+    )
+    print(f"  network    MPJPE {val['mpjpe']:.1f} mm   PA-MPJPE {val['pa_mpjpe']:.1f} mm")
+    if base:
+      print(f"  mean pose  MPJPE {base['mpjpe']:.1f} mm   PA-MPJPE {base['pa_mpjpe']:.1f} mm")
+    print(f"checkpoints: {Path(workdir) / 'checkpoints'}   TensorBoard: {Path(workdir) / 'tb'}")
+
+
+def define_flags():
+  from absl import flags
+  from ml_collections import config_flags
+
+  config_flags.DEFINE_config_file("config", "experiments/configs/synthetic.py", "training config")
+  flags.DEFINE_string("workdir", None, "output directory (default: the config's workdir)")
+  flags.DEFINE_bool("restore_fallback", False, "skip unreadable checkpoints")
+  flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (multi-host)")
+
+
+if __name__ == "__main__":
+  from absl import app
+
+  define_flags()
+  app.run(main)

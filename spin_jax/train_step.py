@@ -1,0 +1,225 @@
+"""SPIN's training step (SPIN_SPEC 6) as one pure function, jitted once at the entry point.
+
+    state, metrics = train_step(state, batch, body, prior, graphdef=..., tx=..., cfg=...)
+
+Order: ground-truth joints; the stored fits gathered in the batch's augmented frame and scored;
+the network's prediction; SMPLify started from the prediction under `stop_gradient`; a fit
+replaces the stored one only where it is finite, succeeded and scores strictly better; the
+fits table is written back in the canonical frame; the extreme-shape guard; ground truth
+overrides fits where `has_smpl`; fits supervise only below the score threshold; SPIN's losses and
+weights; Adam. A step whose loss or gradients are not finite changes nothing (params, optimiser,
+batch statistics, fits) and says so in `metrics["finite"]`; the loop stops on it.
+
+One deliberate change (SPIN_SPEC 12.2): SPIN scores the stored fit with a least-squares camera
+and the new fit with its own optimised camera. Here both are scored with the same rule, the
+least-squares camera on the 24 ground-truth keypoints (`score_fits`), so a fit is never kept
+or rejected because of how its camera was found.
+"""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+import smpl_jax
+from fitting import smplify
+from fitting.smplify import FitParams
+from smpl_jax import camera, rotations
+from spin_jax import fits as fits_lib
+from spin_jax import metrics as metrics_lib
+from spin_jax.config import TrainConfig
+from spin_jax.model import normalize_images
+
+HIPS_J24 = (2, 3)  # Right Hip, Left Hip: SPIN centres 3D joints on their midpoint
+
+
+@functools.partial(jax.tree_util.register_dataclass)
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+  params: nnx.State
+  rest: nnx.State  # batch statistics, dropout RNG state, fixed buffers
+  opt_state: optax.OptState
+  fits: fits_lib.FitsTable
+  step: jax.Array
+
+
+def smplify_options(cfg: TrainConfig) -> smplify.SmplifyOptions:
+  return smplify.SmplifyOptions(
+    num_iters=cfg.fit.num_iters, solver=cfg.fit.solver, step_size=cfg.fit.step_size
+  )
+
+
+def spin49(body, pose, betas):
+  """(B, 49, 3) joints of axis-angle (B, 72) or rotation-matrix (B, 24, 3, 3) poses."""
+  if pose.ndim == 4:
+    out = smpl_jax.forward_joints_batch(body, betas, pose[:, :1], pose[:, 1:])
+  else:
+    out = smpl_jax.forward_joints_batch(body, betas, pose[:, :3], pose[:, 3:])
+  return out.joint_sets["spin49"]
+
+
+def keypoints_px(keypoints):
+  """SPIN's normalised [-1, 1] keypoints -> pixels of the 224 px fitting frame."""
+  xy = 0.5 * camera.IMG_RES * (keypoints[..., :2] + 1.0)
+  return jnp.concatenate([xy, keypoints[..., 2:]], axis=-1)
+
+
+def score_fits(body, prior, kp_px, pose, betas, options):
+  """SPIN's fitting loss of (pose, betas) with the least-squares camera on the 24 ground-truth
+  keypoints; +inf where that camera or loss is not finite."""
+  joints = spin49(body, pose, betas)
+  cam_t = camera.estimate_translation(joints[:, 25:], kp_px[:, 25:, :2], kp_px[:, 25:, 2])
+  params = FitParams(pose[:, :3], pose[:, 3:], betas, cam_t)
+  loss = jax.vmap(lambda k, p: smplify.fitting_loss(body, prior, k, p, options))(kp_px, params)
+  return jnp.where(jnp.isfinite(loss), loss, jnp.inf), joints
+
+
+def _masked_mean(err, mask):
+  """Mean over all elements of the rows where mask (0 when there are none)."""
+  per_row = err.reshape(err.shape[0], -1)
+  count = jnp.maximum(jnp.sum(mask), 1) * per_row.shape[1]
+  return jnp.sum(per_row * mask[:, None]) / count
+
+
+def _centre_hips(j):
+  return j - j[:, HIPS_J24, :].mean(axis=1, keepdims=True)
+
+
+def train_step(state: TrainState, batch: dict, body, prior, *, graphdef, tx, cfg: TrainConfig):
+  opts = smplify_options(cfg)
+  b = batch["keypoints"].shape[0]
+  kp = batch["keypoints"]
+  kp_px = keypoints_px(kp)
+  has_smpl, has_3d = batch["has_smpl"], batch["has_3d"]
+  gt_pose, gt_betas = batch["pose"], batch["betas"]
+  rows = (batch["dataset_id"], batch["index"], batch["rot_deg"], batch["is_flipped"])
+  opt_pose, opt_betas = fits_lib.gather(state.fits, *rows)
+  opt_score, _ = score_fits(body, prior, kp_px, opt_pose, opt_betas, opts)
+  images = normalize_images(batch["image"])
+
+  model = nnx.merge(graphdef, state.params, state.rest, copy=True)  # leave `state` intact
+
+  def loss_fn(model):
+    pred = model(images)  # updates batch statistics and dropout RNG state in place
+    pred_j = spin49(body, pred.rotmat, pred.betas)
+    pred_cam_t = camera.weak_perspective_to_translation(pred.cam)
+    pred_kp = camera.perspective_projection(pred_j, pred_cam_t, camera.FOCAL_LENGTH)
+    pred_kp = pred_kp / (camera.IMG_RES / 2.0)
+
+    best_pose, best_betas, score = opt_pose, opt_betas, opt_score
+    update = jnp.zeros(b, bool)
+    if cfg.fit.run:
+      rot = jax.lax.stop_gradient(pred.rotmat)
+      aa = rotations.rotmat_to_aa(rot)
+      aa = jnp.where(jnp.isfinite(aa), aa, 0.0)
+      init = FitParams(
+        aa[:, 0],
+        aa[:, 1:].reshape(b, 69),
+        jax.lax.stop_gradient(pred.betas),
+        jax.lax.stop_gradient(pred_cam_t),
+      )
+      fit = smplify.fit_batch(body, prior, kp_px, init, opts)
+      new_pose = jnp.concatenate([fit.params.global_orient, fit.params.body_pose], axis=1)
+      new_betas = fit.params.betas
+      new_score, _ = score_fits(body, prior, kp_px, new_pose, new_betas, opts)
+      update = fit.success & jnp.isfinite(new_score) & (new_score < opt_score)
+      best_pose = jnp.where(update[:, None], new_pose, opt_pose)
+      best_betas = jnp.where(update[:, None], new_betas, opt_betas)
+      score = jnp.where(update, new_score, opt_score)
+    # Extreme shapes supervise betas with zeros (SPIN #42); ground truth overrides fits.
+    extreme = jnp.any(jnp.abs(best_betas) > cfg.fit.max_beta, axis=1)
+    target_betas = jnp.where(extreme[:, None], 0.0, best_betas)
+    target_pose = jnp.where(has_smpl[:, None], gt_pose, best_pose)
+    target_betas = jnp.where(has_smpl[:, None], gt_betas, target_betas)
+    valid = (score < cfg.fit.threshold) | has_smpl
+
+    target_rot = rotations.aa_to_rotmat(target_pose.reshape(b, 24, 3))
+    loss_pose = _masked_mean((pred.rotmat - target_rot) ** 2, valid)
+    loss_betas = _masked_mean((pred.betas - target_betas) ** 2, valid)
+    w = kp[..., 2] * jnp.concatenate(
+      [jnp.full(25, cfg.loss.openpose), jnp.full(24, cfg.loss.gt)]
+    ).astype(kp.dtype)
+    loss_kp2d = jnp.mean(w[..., None] * (pred_kp - kp[..., :2]) ** 2)
+    gt3d = batch["joints3d"]
+    diff3d = _centre_hips(pred_j[:, 25:]) - _centre_hips(gt3d[..., :3])
+    loss_kp3d = _masked_mean(gt3d[..., 3:] * diff3d**2, has_3d)
+    loss_cam = jnp.mean(jnp.exp(-10.0 * pred.cam[:, 0]) ** 2)
+    terms = {
+      "keypoints_2d": loss_kp2d,
+      "keypoints_3d": loss_kp3d,
+      "pose": loss_pose,
+      "betas": loss_betas,
+      "camera": loss_cam,
+    }
+    total = (
+      cfg.loss.keypoint * (loss_kp2d + loss_kp3d)
+      + cfg.loss.pose * loss_pose
+      + cfg.loss.betas * loss_betas
+      + loss_cam
+    )
+    if cfg.loss.shape > 0:
+      pred_v = smpl_jax.forward_batch(body, pred.betas, pred.rotmat[:, :1], pred.rotmat[:, 1:])
+      tgt_v = smpl_jax.forward_batch(body, target_betas, target_pose[:, :3], target_pose[:, 3:])
+      terms["shape"] = _masked_mean(jnp.abs(pred_v.vertices - tgt_v.vertices), valid)
+      total = total + cfg.loss.shape * terms["shape"]
+    total = cfg.loss.scale * total
+    aux = dict(
+      terms=terms,
+      update=update,
+      valid=valid,
+      best_pose=best_pose,
+      best_betas=best_betas,
+      score=score,
+    )
+    return total, aux
+
+  (loss, aux), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+  _, _, rest = nnx.split(model, nnx.Param, ...)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  new_fits = fits_lib.scatter(
+    state.fits, *rows, aux["update"], aux["best_pose"], aux["best_betas"]
+  )
+  finite = jnp.isfinite(loss) & jnp.all(
+    jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+  )
+  new = TrainState(params, rest, opt_state, new_fits, state.step + 1)
+  # A non-finite step changes nothing; the loop sees `finite` and stops.
+  keep_old = TrainState(state.params, state.rest, state.opt_state, state.fits, state.step)
+  out = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, keep_old)
+  scores = aux["score"]
+  metrics = {
+    "loss": loss,
+    **{f"loss/{k}": v for k, v in aux["terms"].items()},
+    "fits/update_rate": jnp.mean(aux["update"].astype(jnp.float32)),
+    "fits/valid_rate": jnp.mean(aux["valid"].astype(jnp.float32)),
+    "fits/median_score": jnp.median(jnp.where(jnp.isfinite(scores), scores, 1e6)),
+    "finite": finite,
+  }
+  return out, metrics
+
+
+def predict_joints(graphdef, params, rest, body, images):
+  """Eval-mode prediction: (J24 joints (B, 24, 3), Prediction)."""
+  model = nnx.merge(graphdef, params, rest, copy=True)
+  pred = model(normalize_images(images))
+  return spin49(body, pred.rotmat, pred.betas)[:, 25:], pred
+
+
+def eval_step(graphdef, params, rest, body, batch):
+  """Per-example MPJPE and PA-MPJPE (metres) on SPIN's 14 evaluation joints."""
+  j24, _ = predict_joints(graphdef, params, rest, body, batch["image"])
+  pred, gt = metrics_lib.j14(j24), metrics_lib.j14(batch["joints3d"][..., :3])
+  return {"mpjpe": metrics_lib.mpjpe(pred, gt), "pa_mpjpe": metrics_lib.pa_mpjpe(pred, gt)}
+
+
+def mean_pose_eval(body, mean_pose_aa, batch):
+  """The same metrics for the mean parameters (the network's starting estimate)."""
+  b = batch["joints3d"].shape[0]
+  pose = jnp.broadcast_to(mean_pose_aa, (b, 72))
+  j24 = spin49(body, pose, jnp.zeros((b, 10)))[:, 25:]
+  pred, gt = metrics_lib.j14(j24), metrics_lib.j14(batch["joints3d"][..., :3])
+  return {"mpjpe": metrics_lib.mpjpe(pred, gt), "pa_mpjpe": metrics_lib.pa_mpjpe(pred, gt)}
