@@ -60,6 +60,7 @@ class TrainConfig:
   seed: int = 0
   batch_size: int = 64
   lr: float = 5e-5
+  grad_clip: float = 0.0  # global-norm clipping before Adam; 0 = off (SPIN)
   steps: int = 100_000
   log_every: int = 100
   eval_every: int = 1000

@@ -116,6 +116,11 @@ def fits_files(cfg: TrainConfig, layout: fits_lib.Layout) -> dict[int, str]:
 # -- state ----------------------------------------------------------------------------------------
 
 
+def make_optimizer(cfg: TrainConfig):
+  adam = optax.adam(cfg.lr)
+  return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adam) if cfg.grad_clip else adam
+
+
 def mean_params(cfg: TrainConfig):
   return load_mean_params(cfg.model.mean_params) if cfg.model.mean_params else open_mean_params()
 
@@ -259,7 +264,7 @@ def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = F
   body = smpl_jax.load_model(cfg.body_model or None)
   prior = priors.load_gmm(cfg.prior or None)
   layout = layout_of(cfg)
-  tx = optax.adam(cfg.lr)
+  tx = make_optimizer(cfg)
   graphdef, eval_graphdef, state, mean_aa = create_state(cfg, layout, tx)
 
   mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))

@@ -365,3 +365,18 @@ def test_montage_writes_png(synthetic_data, tmp_path):
   )
   img = np.asarray(Image.open(io.BytesIO(out.read_bytes())))
   assert img.shape == (224, 4 * 224, 3)
+
+
+def test_activity_poses_are_within_joint_limits():
+  from fitting import pose_sampler
+  from spin_jax.data import poses
+
+  lim = pose_sampler.joint_limits().reshape(69, 2)
+  rng = np.random.default_rng(0)
+  for name in poses.ACTIVITIES:
+    p = np.clip(poses.activity_pose(rng, name).reshape(69), lim[:, 0], lim[:, 1])
+    assert np.all(np.isfinite(p)) and np.abs(p).max() > 0.3, name
+  samples = np.stack([poses.sample_pose(rng, 0.25, (0.3, 0.8)) for _ in range(200)])
+  assert np.all(samples >= lim[:, 0] - 1e-9) and np.all(samples <= lim[:, 1] + 1e-9)
+  knee = samples[:, 3 * 3]  # left knee flexion (x of body joint 4 - 1)
+  assert knee.max() > 1.2  # sitting and squatting bend knees well past the walk

