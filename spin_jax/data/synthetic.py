@@ -1,15 +1,15 @@
 """Synthetic people rendered from a body model, labelled like SPIN's datasets.
 
 Each example is a body (an everyday activity or a joint-limit sample, `spin_jax.data.poses`,
-turned up to 90 degrees from facing the camera, betas ~ N(0, 1)) seen by SPIN's camera (focal 5000 px on a
-224 px crop, principal point at the crop centre) from a distance that makes it fill 55-90 % of the
-person box, shaded
-with a random light, per-part clothing colours and per-part brightness, in front of a procedural
-background, sometimes behind occluders. Labels follow `records`: the 49 SPIN keypoints (the
-OpenPose rows with detector-like noise, confidences and dropout, occluded ones mostly dropped;
-the ground-truth rows exact), root-centred 3D joints, pose, betas, camera translation, and a
-part mask (silhouette = mask > 0). A fraction of the training split is marked 2D-only
-(has_smpl = has_3d = 0, 3D labels zeroed) to play SPIN's in-the-wild data.
+turned up to 90 degrees from facing the camera, betas ~ N(0, 1)) seen by SPIN's camera (focal
+5000 px on a 224 px crop, principal point at the crop centre) from a distance that makes it fill
+55-90 % of the person box, shaded with a random light, per-part clothing colours and per-part
+brightness, in front of a procedural background, sometimes behind occluders. Labels follow
+`records`: the 49 SPIN keypoints (the OpenPose rows with detector-like noise, confidences and
+dropout, occluded ones mostly dropped; the ground-truth rows exact), root-centred 3D joints,
+pose, betas, camera translation, and a part mask (silhouette = mask > 0). A fraction of the
+training split is marked 2D-only (has_smpl = has_3d = 0, 3D labels zeroed) to play SPIN's in-
+the-wild data.
 
 Everything about example i of a split is drawn from `default_rng([seed, split, i])`, so a
 dataset is the same whatever the number of worker processes.
