@@ -261,6 +261,10 @@ def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = F
   (workdir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
   if jax.process_index() == 0:
     ensure_synthetic(cfg)
+  if jax.process_count() > 1:  # the other hosts wait for the build
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("spin_jax: datasets ready")
   body = smpl_jax.load_model(cfg.body_model or None)
   prior = priors.load_gmm(cfg.prior or None)
   layout = layout_of(cfg)
