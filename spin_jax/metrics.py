@@ -1,4 +1,10 @@
-"""3D pose metrics (SPIN_SPEC 9): MPJPE and PA-MPJPE on root-aligned joints, in metres."""
+"""3D pose metrics (SPIN_SPEC 9): MPJPE and PA-MPJPE on root-aligned joints, in metres.
+
+The trainer's validation compares the same joint definitions on both sides: the body model's
+24 SPIN joints, reduced to SPIN's 14 evaluation joints (`j14`) and aligned on the hips'
+midpoint. SPIN's published protocol (H36M regressor joints for the prediction, dataset joints
+for the ground truth) belongs to the evaluation CLI.
+"""
 
 import jax
 import jax.numpy as jnp

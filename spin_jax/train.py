@@ -227,7 +227,12 @@ def evaluate(cfg, eval_fn, state) -> dict[str, float]:
     for k, v in out.items():
       sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v)[keep]))
     count += int(keep.sum())
-  return {k: 1000.0 * v / max(count, 1) for k, v in sums.items()} | {"count": count}
+  if count == 0:
+    raise ValueError(
+      f"validation set {cfg.data.val}/{cfg.data.val_split} has no example with 3D joints "
+      "(has_3d); pick another with --config.data.val / --config.data.val_split"
+    )
+  return {k: 1000.0 * v / count for k, v in sums.items()} | {"count": count}
 
 
 def overlay_images(cfg, body, eval_graphdef, state, batch, n=4) -> np.ndarray:
