@@ -8,6 +8,7 @@ for the ground truth) belongs to the evaluation CLI.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Float
 
 from smpl_jax.joints import J24_TO_J14
@@ -46,3 +47,25 @@ def pa_mpjpe(pred, gt):
 
 def j14(j24):
   return j24[..., jnp.asarray(J24_TO_J14), :]
+
+
+# MPI-INF-3DHP's thresholds: PCK at 150 mm, AUC as the mean PCK over 0, 5, ..., 150 mm.
+PCK_THRESHOLD = 0.15
+AUC_THRESHOLDS = tuple(np.linspace(0.0, 0.15, 31))
+
+
+def pck(pred, gt, threshold: float = PCK_THRESHOLD):
+  """Fraction of joints within `threshold` metres, per example (inputs already root-aligned)."""
+  return jnp.mean(jnp.linalg.norm(pred - gt, axis=-1) < threshold, axis=-1)
+
+
+def auc(pred, gt, thresholds=AUC_THRESHOLDS):
+  """Mean PCK over `thresholds`, per example."""
+  err = jnp.linalg.norm(pred - gt, axis=-1)[..., None, :]
+  return jnp.mean(err < jnp.asarray(thresholds)[:, None], axis=(-2, -1))
+
+
+def pve(pred_vertices, gt_vertices, pred_root, gt_root):
+  """Mean per-vertex distance after moving each mesh's root joint to the origin."""
+  d = (pred_vertices - pred_root[..., None, :]) - (gt_vertices - gt_root[..., None, :])
+  return jnp.linalg.norm(d, axis=-1).mean(-1)

@@ -51,3 +51,33 @@ def test_pa_mpjpe_ignores_similarity_transforms_and_mpjpe_ignores_shifts():
   # A reflection is not a rotation: the mirror image keeps an error.
   mirrored = gt * np.array([-1.0, 1.0, 1.0])
   assert float(metrics.pa_mpjpe(jnp.asarray(mirrored), jnp.asarray(gt))[0]) > 0.05
+
+
+def test_pck_auc_pve_match_loops():
+  rng = np.random.default_rng(3)
+  gt = rng.normal(scale=0.3, size=(4, 17, 3))
+  pred = gt + rng.normal(scale=0.08, size=(4, 17, 3))
+  err = np.linalg.norm(pred - gt, axis=-1)
+  for b in range(4):
+    want_pck = sum(e < 0.15 for e in err[b]) / 17
+    want_auc = np.mean([sum(e < t for e in err[b]) / 17 for t in np.arange(0, 151, 5) / 1000])
+    np.testing.assert_allclose(float(metrics.pck(jnp.asarray(pred), jnp.asarray(gt))[b]), want_pck)
+    np.testing.assert_allclose(
+      float(metrics.auc(jnp.asarray(pred), jnp.asarray(gt))[b]), want_auc, rtol=1e-6
+    )
+  verts = rng.normal(size=(2, 50, 3))
+  root = rng.normal(size=(2, 3))
+  shift = np.array([0.5, -1.0, 2.0])
+  np.testing.assert_allclose(
+    metrics.pve(
+      jnp.asarray(verts + shift), jnp.asarray(verts), jnp.asarray(root + shift), jnp.asarray(root)
+    ),
+    0.0,
+    atol=1e-6,
+  )
+  noisy = verts + rng.normal(scale=0.01, size=verts.shape)
+  want = np.mean([np.linalg.norm(noisy[0, v] - verts[0, v]) for v in range(50)])
+  got = metrics.pve(jnp.asarray(noisy), jnp.asarray(verts), jnp.asarray(root), jnp.asarray(root))[
+    0
+  ]
+  np.testing.assert_allclose(float(got), want, rtol=1e-5)
