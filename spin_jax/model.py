@@ -99,16 +99,7 @@ class Block(nnx.Module):
 
 class ResNet(nnx.Module):
   def __init__(self, spec: BackboneSpec, rngs: nnx.Rngs):
-    self.conv1 = nnx.Conv(
-      3,
-      spec.width,
-      (7, 7),
-      strides=(2, 2),
-      padding=((3, 3), (3, 3)),
-      use_bias=False,
-      kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out", "normal"),
-      rngs=rngs,
-    )
+    self.conv1 = _conv(3, spec.width, 7, 2, rngs)
     self.bn1 = _bn(spec.width, rngs)
     cin = spec.width
     for i, n in enumerate(spec.stages):

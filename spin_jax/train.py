@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 import smpl_jax
 from fitting import priors
+from fitting.data_io import write_text_atomic
 from smpl_jax import rotations
 from spin_jax import fits as fits_lib
 from spin_jax import train_step as ts
@@ -98,18 +99,15 @@ def data_options(cfg: TrainConfig) -> pipeline.DataOptions:
 
 
 def fits_files(cfg: TrainConfig, layout: fits_lib.Layout) -> dict[int, str]:
+  ids = {}  # a training set by its TFDS name or config; SPIN names resolve through records
+  for n, (d, _) in zip(cfg.data.train, layout.datasets):
+    ids[n] = ids[n.split("/")[-1]] = d
   out = {}
   for item in cfg.data.fits_files:
     name, sep, path = item.partition("=")
     if not sep:
       raise ValueError(f"data.fits_files entry {item!r} is not '<dataset>=<fits.npz>'")
-    ds = next(
-      (d for n, (d, _) in zip(cfg.data.train, layout.datasets) if name in (n, n.split("/")[-1])),
-      None,
-    )
-    if ds is None:
-      ds = records.dataset_info(name).dataset_id
-    out[ds] = path
+    out[ids[name] if name in ids else records.dataset_info(name).dataset_id] = path
   return out
 
 
@@ -147,7 +145,7 @@ def create_state(cfg: TrainConfig, layout: fits_lib.Layout, tx):
   if cfg.model.pretrained:
     from spin_jax import weights
 
-    params, rest = weights.load_torchvision_resnet(cfg.model.pretrained, graphdef, params, rest)
+    params, rest = weights.load_torchvision_resnet(cfg.model.pretrained, params, rest)
   mean_aa = rotations.rot6d_to_aa(jnp.asarray(mp.pose6d).reshape(24, 6)).reshape(72)
   table = fits_lib.init_table(layout, np.asarray(mean_aa), fits_files(cfg, layout))
   state = ts.TrainState(params, rest, tx.init(params), table, jnp.zeros((), jnp.int32))
@@ -263,7 +261,7 @@ def overlay_images(cfg, body, eval_graphdef, state, batch, n=4) -> np.ndarray:
 def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = False) -> dict:
   workdir = Path(workdir or cfg.workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+  write_text_atomic(workdir / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
   if jax.process_index() == 0:
     ensure_synthetic(cfg)
   if jax.process_count() > 1:  # the other hosts wait for the build
@@ -317,7 +315,7 @@ def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = F
   if start == 0:
     base_fn = jax.jit(lambda b: ts.mean_pose_eval(body, mean_aa, b))
     baseline = evaluate(cfg, lambda p, r, b: base_fn(b), state)
-    (workdir / "baseline.json").write_text(json.dumps(baseline))
+    write_text_atomic(workdir / "baseline.json", json.dumps(baseline))
     print(
       f"mean-pose baseline on {cfg.data.val}/{cfg.data.val_split}: "
       f"MPJPE {baseline['mpjpe']:.1f} mm, PA-MPJPE {baseline['pa_mpjpe']:.1f} mm"
@@ -379,7 +377,7 @@ def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = F
     val = evaluate(cfg, eval_fn, state)
   result = {"step": int(cfg.steps), "val": val, "baseline": baseline}
   if jax.process_index() == 0:
-    (workdir / "result.json").write_text(json.dumps(result, indent=1))
+    write_text_atomic(workdir / "result.json", json.dumps(result, indent=1))
   return result
 
 

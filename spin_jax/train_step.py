@@ -188,8 +188,7 @@ def train_step(state: TrainState, batch: dict, body, prior, *, graphdef, tx, cfg
   )
   new = TrainState(params, rest, opt_state, new_fits, state.step + 1)
   # A non-finite step changes nothing; the loop sees `finite` and stops.
-  keep_old = TrainState(state.params, state.rest, state.opt_state, state.fits, state.step)
-  out = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, keep_old)
+  out = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
   scores = aux["score"]
   metrics = {
     "loss": loss,

@@ -68,27 +68,26 @@ def _target(key: str):
   return None
 
 
-def load_torchvision_resnet(path, graphdef, params: nnx.State, rest: nnx.State):
+def load_torchvision_resnet(path, params: nnx.State, rest: nnx.State):
   """(params, rest) with the backbone replaced by the file's weights."""
   sd = read_state_dict(path)
   pure = {"params": nnx.to_pure_dict(params), "rest": nnx.to_pure_dict(rest)}
-  where = {}
+  current = {}  # backbone path -> (group, array)
   for group in ("params", "rest"):
-    for p, _ in _flat(pure[group]):
+    for p, v in _flat(pure[group]):
       if p[0] == "backbone":
-        where[p] = group
+        current[p] = (group, v)
   done = set()
   for key, value in sd.items():
     if key.startswith("fc.") or key.endswith("num_batches_tracked"):
       continue
     target = _target(key)
-    if target is None or target[0] not in where:
+    if target is None or target[0] not in current:
       raise ValueError(
         f"{path}: tensor {key!r} has no place in this backbone (torchvision layout?)"
       )
     p, fn = target
-    group = where[p]
-    old = dict(_flat(pure[group]))[p]
+    group, old = current[p]
     new = np.asarray(fn(np.asarray(value, np.float32)))
     if new.shape != old.shape:
       raise ValueError(
@@ -97,10 +96,9 @@ def load_torchvision_resnet(path, graphdef, params: nnx.State, rest: nnx.State):
       )
     _set(pure[group], p, jnp.asarray(new))
     done.add(p)
-  missing = sorted(".".join(map(str, p)) for p in where if p not in done)
+  missing = sorted(".".join(map(str, p)) for p in current if p not in done)
   if missing:
     raise ValueError(f"{path} lacks {len(missing)} backbone tensors, e.g. {missing[:3]}")
   nnx.replace_by_pure_dict(params, pure["params"])
   nnx.replace_by_pure_dict(rest, pure["rest"])
-  del graphdef
   return params, rest

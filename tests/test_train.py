@@ -373,9 +373,7 @@ def test_torchvision_weights_load(tmp_path):
   save_file(sd, str(tmp_path / "r.safetensors"))
   m = model_lib.Regressor(model_lib.open_mean_params(500), spec, rngs=nnx.Rngs(0))
   graphdef, params, rest = nnx.split(m, nnx.Param, ...)
-  params, rest = weights.load_torchvision_resnet(
-    tmp_path / "r.safetensors", graphdef, params, rest
-  )
+  params, rest = weights.load_torchvision_resnet(tmp_path / "r.safetensors", params, rest)
   m = nnx.merge(graphdef, params, rest)
   np.testing.assert_array_equal(
     m.backbone.layer2[0].downsample[1].mean[...], sd["layer2.0.downsample.1.running_mean"]
@@ -395,4 +393,4 @@ def test_torchvision_weights_load(tmp_path):
   with pytest.raises(
     ValueError, match=r"lacks 1 backbone tensors, e.g. \['backbone.layer4.0.conv2.kernel'\]"
   ):
-    weights.load_torchvision_resnet(tmp_path / "bad.safetensors", graphdef, params, rest)
+    weights.load_torchvision_resnet(tmp_path / "bad.safetensors", params, rest)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
+from fitting.data_io import write_text_atomic
 from spin_jax.data import builders, records, spin_format
 
 
@@ -75,9 +76,7 @@ def build_spin(args) -> list[Path]:
       "dataset": info.name,
       "skipped": [{"index": i, "reason": r} for i, r in builder.skipped],
     }
-    tmp = path / "build_report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(path / "build_report.json")
+    write_text_atomic(path / "build_report.json", json.dumps(report, indent=1))
     sizes = builders.split_sizes(args.data_dir, f"spin_format/{info.config}")
     print(
       f"spin_format/{info.config}: {sizes} in {time.perf_counter() - t0:.1f} s, "
