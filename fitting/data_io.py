@@ -116,6 +116,23 @@ def read_spin_npz(path: str | os.PathLike) -> Examples:
   return _examples(kp, reasons, path.name, n)
 
 
+def read_openpose_person(path: str | os.PathLike) -> np.ndarray:
+  """BODY_25 keypoints (25, 3) in image pixels of the most confident person of one OpenPose JSON
+  file (missing or NaN keypoints have confidence 0); ValueError saying why there is none."""
+  try:
+    people = json.loads(Path(path).read_text()).get("people", [])
+    poses = [np.asarray(p["pose_keypoints_2d"], np.float64).reshape(25, 3) for p in people]
+  except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+    raise ValueError(f"malformed OpenPose file: {type(err).__name__}: {err}") from err
+  if not poses:
+    raise ValueError("no person detected")
+  best = max(poses, key=lambda p: np.nansum(p[:, 2]))
+  best = np.where(np.all(np.isfinite(best), axis=1, keepdims=True), best, 0.0)  # NaN: missing
+  if not (best[:, 2] > 0).any():
+    raise ValueError("no keypoint has a positive confidence")
+  return best
+
+
 def read_openpose_dir(path: str | os.PathLike) -> Examples:
   """One example per *.json file (sorted by name); unreadable files become failures."""
   path = Path(path)
@@ -126,20 +143,11 @@ def read_openpose_dir(path: str | os.PathLike) -> Examples:
   reasons = np.full(len(files), "", dtype=object)
   for i, f in enumerate(files):
     try:
-      people = json.loads(f.read_text()).get("people", [])
-      poses = [np.asarray(p["pose_keypoints_2d"], np.float64).reshape(25, 3) for p in people]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-      reasons[i] = f"malformed OpenPose file: {type(err).__name__}: {err}"
+      best = read_openpose_person(f)
+    except ValueError as err:
+      reasons[i] = str(err)
       continue
-    if not poses:
-      reasons[i] = "no person detected"
-      continue
-    best = max(poses, key=lambda p: np.nansum(p[:, 2]))
-    best = np.where(np.all(np.isfinite(best), axis=1, keepdims=True), best, 0.0)  # NaN: missing
     vis = best[:, 2] > 0
-    if not vis.any():
-      reasons[i] = "no keypoint has a positive confidence"
-      continue
     lo, hi = best[vis, :2].min(0), best[vis, :2].max(0)
     center = (lo + hi) / 2
     scale = 1.2 * max(hi - lo) / 200.0

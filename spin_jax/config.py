@@ -29,7 +29,7 @@ class LossOptions:
 
 @dataclasses.dataclass(frozen=True)
 class FitOptions:
-  run: bool = True  # SPIN proper; False = HMR-style regression on ground truth and static fits
+  run: bool = True  # SPIN proper; False = HMR-style: ground truth (and data.fits_files) only
   num_iters: int = 100  # per stage (camera, body)
   solver: str = "adam"
   step_size: float = 0.01

@@ -134,7 +134,10 @@ def train_step(state: TrainState, batch: dict, body, prior, *, graphdef, tx, cfg
     target_betas = jnp.where(extreme[:, None], 0.0, best_betas)
     target_pose = jnp.where(has_smpl[:, None], gt_pose, best_pose)
     target_betas = jnp.where(has_smpl[:, None], gt_betas, target_betas)
-    valid = (score < cfg.fit.threshold) | has_smpl
+    # Without fitting and without fits files the table holds only the mean pose: HMR-style
+    # regression then takes pose and shape supervision from ground truth alone.
+    use_fits = cfg.fit.run or bool(cfg.data.fits_files)
+    valid = ((score < cfg.fit.threshold) & use_fits) | has_smpl
 
     target_rot = rotations.aa_to_rotmat(target_pose.reshape(b, 24, 3))
     loss_pose = _masked_mean((pred.rotmat - target_rot) ** 2, valid)

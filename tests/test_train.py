@@ -183,6 +183,18 @@ def test_step_updates_only_better_fits_and_never_writes_nan(data_dir, tmp_path):
     np.testing.assert_array_equal(as_numpy(a), as_numpy(b))
 
 
+def test_hmr_mode_supervises_pose_only_where_ground_truth_is(data_dir, tmp_path):
+  # Without fitting the table holds the mean pose: it must not pull the network towards it.
+  cfg, body, prior, tx, graphdef, state, batch = _step_setup(
+    data_dir, tmp_path, batch_size=8, **{"fit.run": False, "fit.threshold": 1e12}
+  )
+  assert 0 < batch["has_smpl"].sum() < 8  # the tiny set is half 2D-only
+  step = jax.jit(lambda s, b: ts.train_step(s, b, body, prior, graphdef=graphdef, tx=tx, cfg=cfg))
+  _, metrics = step(state, batch)
+  assert float(metrics["fits/valid_rate"]) == pytest.approx(batch["has_smpl"].mean())
+  assert float(metrics["fits/update_rate"]) == 0.0
+
+
 def test_nonfinite_loss_stops_training_with_step_and_ids(data_dir, tmp_path, monkeypatch):
   cfg = tiny_config(data_dir, tmp_path / "w", **{"loss.scale": float("nan")})
   with pytest.raises(train.NonFiniteLoss, match=r"at step 1 .*dataset_id, index\): \[\(20, "):

@@ -1,0 +1,272 @@
+"""SMPLify alone vs HMR-style regression vs SPIN, with 3D labels on a fraction of the training
+images and with none ("unpaired"), measured on the synthetic test split.
+
+    python experiments/compare.py --out outputs/compare        # about 40 min on a 2-core CPU
+
+Every method sees the same data: `spin_synthetic/compare` (4,000 training images of which
+`--paired` = 20 % carry 3D labels (pose, shape, 3D joints) and the rest only 2D keypoints;
+500 validation and 500 test images with full labels). The trained methods share the README main
+job's settings (`experiments/configs/synthetic.py`: small ResNet at 128 px, batch 32, 2,500
+steps, lr 1e-4) and differ only in:
+
+* `hmr`: regression without fitting: 2D keypoint loss everywhere, 3D joint, pose and shape
+  losses where the image has 3D labels (`fit.run=False`).
+* `spin`: SMPLify in the loop (20 + 20 Adam steps from the network's estimate), its best fits
+  supervising pose and shape where there is no 3D label.
+* `hmr_unpaired`, `spin_unpaired`: the same with every 3D label ignored (`data.ignore_3d`);
+  HMR's unpaired setting needs its adversarial prior, which this project does not have yet,
+  so `hmr_unpaired` is plain 2D reprojection training.
+* `smplify`: the dataset fitter (`python -m fitting.cli`, its defaults) on each test image's
+  2D keypoints (the same OpenPose-like and annotated rows the networks train on), from the
+  prior's mean pose; no network.
+* `mean_pose`: the networks' starting estimate, for scale.
+
+All are scored by `spin_jax.eval` (SPIN's protocol: H36M-regressor joints, 14 joints, pelvis
+aligned; PVE on the mesh). Writes `results.md`, `results.json` and `comparison.png` in --out.
+Each piece is kept on disk when it finishes, and an interrupted run resumes where it stopped
+(training from its last checkpoint).
+"""
+
+import argparse
+import dataclasses
+import importlib.util
+import io
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from fitting import data_io
+from spin_jax import eval as eval_lib
+from spin_jax import train
+from spin_jax.config import TrainConfig, from_config_dict
+from spin_jax.data import build, builders
+
+HERE = Path(__file__).resolve().parent
+DATASET = "spin_synthetic/compare"
+
+METHODS = {  # name -> (label, fit.run, data.ignore_3d)
+  "hmr": ("HMR-style regression", False, False),
+  "spin": ("SPIN (fitting in the loop)", True, False),
+  "hmr_unpaired": ("HMR-style, unpaired (no 3D labels)", False, True),
+  "spin_unpaired": ("SPIN, unpaired (no 3D labels)", True, True),
+}
+
+
+def base_config() -> TrainConfig:
+  spec = importlib.util.spec_from_file_location("synthetic_config", HERE / "configs/synthetic.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return from_config_dict(mod.get_config())
+
+
+def method_config(base: TrainConfig, out: Path, name: str) -> TrainConfig:
+  _, fit_run, ignore_3d = METHODS[name]
+  data = dataclasses.replace(
+    base.data,
+    data_dir=str(out / "tfds"),
+    train=(DATASET,),
+    val=DATASET,
+    ignore_3d=ignore_3d,
+    build_synthetic=False,
+  )
+  fit = dataclasses.replace(base.fit, run=fit_run)
+  return dataclasses.replace(base, workdir=str(out / name), data=data, fit=fit)
+
+
+def build_data(out: Path, sizes, paired: float, body_model: str, resolution: int | None) -> None:
+  try:
+    builders.dataset_dir(out / "tfds", DATASET)
+    return
+  except FileNotFoundError:
+    pass
+  args = ["synthetic", "--data_dir", str(out / "tfds"), "--name", DATASET.split("/")[1]]
+  args += ["--num_train", str(sizes[0]), "--num_validation", str(sizes[1])]
+  args += ["--num_test", str(sizes[2]), "--fraction_2d_only", str(1.0 - paired)]
+  args += ["--model", body_model] if body_model else []
+  args += ["--resolution", str(resolution)] if resolution else []
+  build.main(args)
+
+
+def train_method(cfg: TrainConfig) -> float:
+  """Trains (or resumes) one method; returns its training wall time in seconds."""
+  workdir = Path(cfg.workdir)
+  timing = workdir / "timing.json"
+  if timing.is_file():
+    done = json.loads(timing.read_text())
+    if done["steps"] == cfg.steps:
+      return done["seconds"]
+  t0 = time.perf_counter()
+  train.run(cfg, workdir)
+  seconds = time.perf_counter() - t0
+  data_io.write_text_atomic(timing, json.dumps({"steps": cfg.steps, "seconds": seconds}))
+  return seconds
+
+
+def export_keypoints(data_dir: Path, split: str, path: Path) -> None:
+  """The split's keypoints as a SPIN npz (`center`, `scale`, `part`, `openpose` in the stored
+  crops' pixels), row k = the example with index k: the dataset fitter's input format."""
+  from PIL import Image
+
+  src = builders.open_source(data_dir, DATASET, split)
+  n = len(src)
+  center, scale = np.zeros((n, 2), np.float32), np.zeros(n, np.float32)
+  part, openpose = np.zeros((n, 24, 3), np.float32), np.zeros((n, 25, 3), np.float32)
+  for k in range(n):
+    ex = src[k]
+    with Image.open(io.BytesIO(ex["image"])) as im:
+      size = im.size[0]
+    i = int(ex["index"])
+    center[i] = size / 2.0
+    scale[i] = size / float(ex["margin"]) / 200.0
+    openpose[i], part[i] = ex["keypoints"][:25], ex["keypoints"][25:]
+  data_io.write_npz_atomic(path, center=center, scale=scale, part=part, openpose=openpose)
+
+
+def smplify_alone(out: Path, split: str, body_model: str) -> tuple[Path, float]:
+  """Fits every test image with `python -m fitting.cli` defaults; (fits file, seconds)."""
+  from fitting import cli
+
+  work = out / "smplify"
+  work.mkdir(parents=True, exist_ok=True)
+  fits, timing = work / f"{split}_fits.npz", work / "timing.json"
+  if fits.is_file() and timing.is_file():
+    return fits, json.loads(timing.read_text())["seconds"]
+  export_keypoints(out / "tfds", split, work / f"{split}_keypoints.npz")
+  t0 = time.perf_counter()
+  args = ["--input", str(work / f"{split}_keypoints.npz"), "--out", str(fits), "--no-progress"]
+  cli.main(args + (["--model", body_model] if body_model else []))
+  seconds = time.perf_counter() - t0
+  data_io.write_text_atomic(timing, json.dumps({"seconds": seconds}))
+  return fits, seconds
+
+
+def mean_pose_source(cfg: TrainConfig) -> eval_lib.Source:
+  import jax.numpy as jnp
+
+  from smpl_jax import rotations
+
+  mp = train.mean_params(cfg)
+  rot = rotations.rot6d_to_rotmat(jnp.asarray(mp.pose6d).reshape(24, 6))
+
+  def estimate(batch):
+    b = len(batch["index"])
+    return eval_lib.Estimate(
+      jnp.broadcast_to(rot, (b, 24, 3, 3)), jnp.zeros((b, 10)), jnp.zeros((b, 3))
+    )
+
+  return eval_lib.Source("mean_pose", cfg.model.img_res, estimate, cfg.body_model)
+
+
+def write_report(out: Path, rows: list[dict], meta: dict) -> None:
+  """results.json, results.md (the table) and comparison.png (the plot)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  head = "| method | 3D labels | MPJPE (mm) | PA-MPJPE (mm) | PVE (mm) | time |"
+  lines = [head, "|---|---|---|---|---|---|"]
+  for r in rows:
+    t = f"{r['seconds'] / 60:.1f} min" if r.get("seconds") is not None else ""
+    lines.append(
+      f"| {r['label']} | {r['labels3d']} | {r['mpjpe']:.1f} | {r['pa_mpjpe']:.1f} | "
+      f"{r['pve']:.1f} | {t} |"
+    )
+  table = "\n".join(lines) + "\n"
+  note = (
+    f"\n{meta['count']} test people of `{DATASET}`; {meta['steps']} training steps of batch "
+    f"{meta['batch_size']} per network; time = training (networks) or fitting (SMPLify).\n"
+  )
+  data_io.write_text_atomic(out / "results.md", table + note)
+  data_io.write_text_atomic(
+    out / "results.json", json.dumps({"meta": meta, "rows": rows}, indent=1)
+  )
+
+  fig, ax = plt.subplots(figsize=(8, 3.6), dpi=120)
+  x = np.arange(len(rows))
+  for off, key, colour in ((-0.2, "mpjpe", "#4c72b0"), (0.2, "pa_mpjpe", "#dd8452")):
+    vals = [r[key] for r in rows]
+    bars = ax.bar(x + off, vals, 0.4, label=eval_lib.COLUMNS[key], color=colour)
+    ax.bar_label(bars, fmt="%.0f", fontsize=7)
+  ax.set_xticks(x, [r["name"] for r in rows], fontsize=8)
+  ax.set_ylabel("error on the test split (mm)")
+  ax.set_title(f"{DATASET} test ({meta['count']} people), lower is better", fontsize=9)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png")
+  plt.close(fig)
+  data_io._write_atomic(out / "comparison.png", lambda fh: fh.write(buf.getvalue()))
+
+
+def run(
+  out: Path,
+  base: TrainConfig,
+  methods=tuple(METHODS),
+  sizes=(4000, 500, 500),
+  paired: float = 0.2,
+  resolution: int | None = None,
+  progress: bool = True,
+) -> list[dict]:
+  out.mkdir(parents=True, exist_ok=True)
+  build_data(out, sizes, paired, base.body_model, resolution)
+  data_dir = str(out / "tfds")
+  rows = []
+
+  def add(name, label, labels3d, source, seconds):
+    summary, _ = eval_lib.evaluate(
+      source, DATASET, "test", data_dir, batch_size=base.batch_size, progress=progress
+    )
+    rows.append(dict(name=name, label=label, labels3d=labels3d, seconds=seconds, **summary))
+    print(eval_lib.markdown_table([summary]), end="")
+
+  smplify_fits, seconds = smplify_alone(out, "test", base.body_model)
+  fits = eval_lib.fits_source(smplify_fits, base.body_model, base.model.img_res)
+  add("smplify", "SMPLify alone (2D keypoints)", "none", fits, seconds)
+  for name in methods:
+    cfg = method_config(base, out, name)
+    seconds = train_method(cfg)
+    labels3d = "none" if cfg.data.ignore_3d else f"{paired:.0%} of images"
+    add(name, METHODS[name][0], labels3d, eval_lib.checkpoint_source(cfg.workdir), seconds)
+  add("mean_pose", "mean pose (no image)", "", mean_pose_source(base), None)
+  meta = dict(
+    dataset=DATASET,
+    sizes=list(sizes),
+    paired=paired,
+    steps=base.steps,
+    batch_size=base.batch_size,
+    count=rows[0]["count"],
+    devices=[str(d) for d in jax.devices()],
+  )
+  write_report(out, rows, meta)
+  return rows
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  ap.add_argument("--out", default="outputs/compare")
+  ap.add_argument("--paired", type=float, default=0.2, help="fraction with 3D labels (0.2)")
+  ap.add_argument("--steps", type=int, help="training steps per network (config: 2500)")
+  ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+  args = ap.parse_args(argv)
+  base = base_config()
+  if args.steps:
+    base = dataclasses.replace(base, steps=args.steps)
+  methods = tuple(m for m in args.methods.split(",") if m)
+  unknown = sorted(set(methods) - set(METHODS))
+  if unknown:
+    raise SystemExit(f"unknown method(s) {unknown}; known: {list(METHODS)}")
+  t0 = time.perf_counter()
+  run(Path(args.out), base, methods, paired=args.paired)
+  print((Path(args.out) / "results.md").read_text())
+  print(f"total {(time.perf_counter() - t0) / 60:.1f} min; plot: {Path(args.out)}/comparison.png")
+
+
+if __name__ == "__main__":
+  from absl import logging
+
+  logging.set_verbosity(logging.WARNING)
+  main()
