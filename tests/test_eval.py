@@ -158,10 +158,11 @@ def test_comparison_experiment_runs_end_to_end(data_dir, tmp_path):
     resolution=64,
     progress=False,
   )
-  assert [r["name"] for r in rows] == ["smplify", "hmr", "spin", "mean_pose"]
+  names = ["smplify_detected", "smplify_annotated", "hmr", "spin", "mean_pose"]
+  assert [r["name"] for r in rows] == names
   assert all(r["count"] == 6 and np.isfinite(r["pa_mpjpe"]) for r in rows)
   # SMPLify on exact 2D keypoints beats guessing the mean pose.
-  assert rows[0]["pa_mpjpe"] < rows[-1]["pa_mpjpe"]
+  assert rows[1]["pa_mpjpe"] < rows[-1]["pa_mpjpe"]
   table = (tmp_path / "cmp/results.md").read_text()
   assert "SPIN (fitting in the loop)" in table and "SMPLify alone" in table
   from PIL import Image
