@@ -188,12 +188,17 @@ FIT_KEYS = (
 )
 
 
+_UMASK = os.umask(0)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
+
 def _write_atomic(path: Path, write) -> None:
   """Writes through a unique temporary file in the same folder, fsyncs it, renames it over
   `path` and fsyncs the folder: readers see the old file or the whole new one, never a mix,
   even with two writers."""
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would
     with os.fdopen(fd, "wb") as fh:
       write(fh)
       fh.flush()

@@ -2,6 +2,7 @@
 and a fit on a rendered person whose camera and pose are known."""
 
 import json
+import os
 
 import jax
 import numpy as np
@@ -93,6 +94,10 @@ def test_demo_recovers_a_rendered_person(tmp_path):
   # The photo camera puts the fitted mesh where the person is.
   pic = np.asarray(Image.open(tmp_path / "out/person_mesh.png"))
   assert pic.shape == (h, 2 * w, 3)
+  # Outputs get the permissions open() would give them (atomic writes go through mkstemp).
+  umask = os.umask(0)
+  os.umask(umask)
+  assert (tmp_path / "out/person.obj").stat().st_mode & 0o777 == 0o666 & ~umask
   lines = (tmp_path / "out/person.obj").read_text().splitlines()
   assert sum(ln.startswith("v ") for ln in lines) == model.num_vertices
   assert sum(ln.startswith("f ") for ln in lines) == len(model.faces)
