@@ -3,11 +3,11 @@ images and with none ("unpaired"), measured on the synthetic test split.
 
     python experiments/compare.py --out outputs/compare        # about 40 min on a 2-core CPU
 
-Every method sees the same data: `spin_synthetic/compare` (4,000 training images of which
-`--paired` = 20 % carry 3D labels (pose, shape, 3D joints) and the rest only 2D keypoints;
-500 validation and 500 test images with full labels). The trained methods share the README main
-job's settings (`experiments/configs/synthetic.py`: small ResNet at 128 px, batch 32, 2,500
-steps, lr 1e-4) and differ only in:
+Every method sees the same data: `spin_synthetic/compare` (4,000 training images, each
+carrying 3D labels (pose, shape, 3D joints) with probability `--paired` = 0.2 and otherwise
+only 2D keypoints; 500 validation and 500 test images with full labels). The trained methods
+share the README main job's settings (`experiments/configs/synthetic.py`: small ResNet at
+128 px, batch 32, 2,500 steps, lr 1e-4) and differ only in:
 
 * `hmr`: regression without fitting: 2D keypoint loss everywhere, 3D joint, pose and shape
   losses where the image has 3D labels (`fit.run=False`).
@@ -93,19 +93,36 @@ def build_data(out: Path, sizes, paired: float, body_model: str, resolution: int
   build.main(args)
 
 
-def train_method(cfg: TrainConfig) -> float:
-  """Trains (or resumes) one method; returns its training wall time in seconds."""
+def train_method(cfg: TrainConfig) -> dict:
+  """Trains (or resumes) one method; its training wall time in seconds, and whether it resumed
+  an interrupted run (whose time then counts from the resumption only)."""
   workdir = Path(cfg.workdir)
   timing = workdir / "timing.json"
   if timing.is_file():
     done = json.loads(timing.read_text())
     if done["steps"] == cfg.steps:
-      return done["seconds"]
+      return done
+  resumed = (workdir / "checkpoints").is_dir() and any((workdir / "checkpoints").iterdir())
   t0 = time.perf_counter()
   train.run(cfg, workdir)
-  seconds = time.perf_counter() - t0
-  data_io.write_text_atomic(timing, json.dumps({"steps": cfg.steps, "seconds": seconds}))
-  return seconds
+  done = {"steps": cfg.steps, "seconds": time.perf_counter() - t0, "resumed": resumed}
+  data_io.write_text_atomic(timing, json.dumps(done))
+  return done
+
+
+def check_setup(out: Path, setup: dict) -> None:
+  """Pieces on disk are reused only for the same data and training settings."""
+  path = out / "setup.json"
+  if path.is_file():
+    old = json.loads(path.read_text())
+    diff = sorted(k for k in set(old) | set(setup) if old.get(k) != setup.get(k))
+    if diff:
+      raise SystemExit(
+        f"{out} holds results for other settings ({', '.join(diff)} differ); use another "
+        "--out, or delete it to start over"
+      )
+  else:
+    data_io.write_text_atomic(path, json.dumps(setup, indent=1))
 
 
 SMPLIFY = {  # variant -> (label, keypoint rows it sees)
@@ -196,6 +213,8 @@ def write_report(out: Path, rows: list[dict], meta: dict) -> None:
     f"{meta['batch_size']} per network; time = training (networks) or fitting (SMPLify).\n"
   )
   for r in rows:
+    if r.get("resumed"):
+      note += f"{r['label']}: resumed after an interruption; its time counts from there.\n"
     if "fitted" in r:
       note += (
         f"{r['label']}: {r['fitted']} of {r['count']} images fitted, the rest keep the start.\n"
@@ -232,6 +251,9 @@ def run(
   progress: bool = True,
 ) -> list[dict]:
   out.mkdir(parents=True, exist_ok=True)
+  config = {k: v for k, v in dataclasses.asdict(base).items() if k != "workdir"}
+  setup = dict(sizes=list(sizes), paired=paired, resolution=resolution, config=config)
+  check_setup(out, json.loads(json.dumps(setup)))  # tuples as lists, as read back
   build_data(out, sizes, paired, base.body_model, resolution)
   data_dir = str(out / "tfds")
   rows = []
@@ -250,9 +272,10 @@ def run(
     rows[-1]["fitted"] = done["fitted"]
   for name in methods:
     cfg = method_config(base, out, name)
-    seconds = train_method(cfg)
+    done = train_method(cfg)
     labels3d = "none" if cfg.data.ignore_3d else f"{paired:.0%} of images"
-    add(name, METHODS[name][0], labels3d, eval_lib.checkpoint_source(cfg.workdir), seconds)
+    add(name, METHODS[name][0], labels3d, eval_lib.checkpoint_source(cfg.workdir), done["seconds"])
+    rows[-1]["resumed"] = done.get("resumed", False)
   add("mean_pose", "mean pose (no image)", "", mean_pose_source(base), None)
   meta = dict(
     dataset=DATASET,

@@ -57,6 +57,8 @@ def crop_from_keypoints(kp: np.ndarray) -> Crop:
     )
   pts = kp[vis, :2]
   extent = pts.max(0) - pts.min(0)
+  if not extent.max() > 0:
+    raise ValueError("the confident keypoints all coincide; give --bbox instead")
   return Crop(tuple(pts.mean(0).tolist()), float(1.2 * extent.max() / 200.0))
 
 
@@ -178,6 +180,7 @@ def draw(image: Image.Image, vertices, faces, focal, center, kp25=None) -> Image
     d = ImageDraw.Draw(left)
     r = max(2.0, 0.006 * max(w, h))
     for x, y, c in kp25:
+      x, y = x - 0.5, y - 0.5  # PIL draws with pixel centres at integers
       if c > 0:
         d.ellipse([x - r, y - r, x + r, y + r], outline=(255, 40, 40), width=2)
   out = Image.new("RGB", (2 * w, h))
@@ -219,6 +222,8 @@ def run(
       kp25 = data_io.read_openpose_person(openpose)
     except ValueError as err:
       raise ValueError(f"{openpose}: {err}") from err
+    # OpenPose gives pixel indices; this project's pixels are continuous (centre at + 0.5).
+    kp25[:, :2] += np.where(kp25[:, 2:] > 0, geometry.INDEX_TO_CONTINUOUS, 0.0)
   if bbox:
     crop = crop_from_bbox(read_bbox(bbox))
   elif kp25 is not None:
@@ -251,9 +256,8 @@ def run(
       "loss": float(result.loss),
       "mean_keypoint_error_px": err_px,
     }
-    if bool(result.success):
-      params = result.params
-    else:
+    params = result.params  # on failure: the start, with the camera from the keypoints
+    if not bool(result.success):
       print("SMPLify did not improve on its start; keeping the start")
   pose = jnp.concatenate([params.global_orient, params.body_pose])
   verts = smpl_jax.forward(body, params.betas, pose[:3], pose[3:]).vertices

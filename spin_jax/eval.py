@@ -196,6 +196,8 @@ def fits_source(path: str | Path, body_model: str = "", img_res: int = 224) -> S
   `index` that every evaluation example carries."""
   fits = data_io.read_fits(path)
   index = np.asarray(fits["index"], np.int64)
+  if len(index) == 0:
+    raise ValueError(f"{path} holds no fits")
   if len(np.unique(index)) != len(index):
     raise ValueError(f"{path}: rows repeat an index; fit one dataset file per fits file")
   lookup = np.full(int(index.max()) + 1 if len(index) else 0, -1, np.int64)
@@ -207,6 +209,8 @@ def fits_source(path: str | Path, body_model: str = "", img_res: int = 224) -> S
 
   def estimate(batch):
     rows = np.asarray(batch["index"], np.int64)
+    needed = np.asarray(batch.get("keep", np.ones(len(rows), bool)), bool)
+    rows = np.where(needed, rows, index[0])  # padding and rows beyond --num_examples
     bad = (rows >= len(lookup)) | (lookup[np.minimum(rows, len(lookup) - 1)] < 0)
     if bad.any():
       raise ValueError(
@@ -317,10 +321,20 @@ def evaluate(
     if not models:
       raise ValueError(
         f"{dataset} is scored against gendered SMPL meshes: pass --models DIR holding "
-        "SMPL_MALE and SMPL_FEMALE (.pkl or .npz)"
+        "SMPL_NEUTRAL, SMPL_MALE and SMPL_FEMALE (.pkl or .npz)"
       )
-    for g in ("male", "female"):
-      gt_bodies[g] = smpl_jax.load_model(models, gender=g)
+    gt_bodies = {g: smpl_jax.load_model(models, gender=g) for g in ("neutral", "male", "female")}
+  for name, m in {"prediction": body, **gt_bodies}.items():
+    if "h36m17" not in {js.name for js in m.joint_sets}:
+      raise ValueError(
+        f"the {name} body model has no Human3.6M joint regressor: put SPIN's "
+        "J_regressor_h36m.npy next to the SMPL file"
+      )
+    if proto.gt_from_smpl and m.num_vertices != body.num_vertices:
+      raise ValueError(
+        f"the {name} model has {m.num_vertices} vertices, the prediction's {body.num_vertices}: "
+        "PVE needs one mesh topology (evaluate a network trained with SMPL on 3DPW)"
+      )
   n_total = builders.split_sizes(data_dir, dataset)[split]
   n = n_total if limit is None else min(limit, n_total)
   errors_fn = jax.jit(lambda est, batch: batch_errors(proto, body, gt_bodies, est, batch))
@@ -333,7 +347,7 @@ def evaluate(
     disable=not progress,
   )
   for batch, keep in bar:
-    est = source.estimate(batch)
+    est = source.estimate(batch | {"keep": keep})
     errs = jax.device_get(errors_fn(est, {k: batch[k] for k in keys}))
     rows = {
       **errs,
@@ -346,6 +360,8 @@ def evaluate(
     for k, v in rows.items():
       per.setdefault(k, []).append(np.asarray(v)[keep & has_gt])
   per = {k: np.concatenate(v) for k, v in per.items()}
+  order = np.argsort(per["index"], kind="stable")  # annotation-file order (TFDS shuffles)
+  per = {k: v[order] for k, v in per.items()}
   count = len(per["index"])
   if count == 0:
     raise ValueError(f"{dataset}/{split} has no person with 3D ground truth to evaluate")

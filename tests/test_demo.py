@@ -80,7 +80,7 @@ def test_demo_recovers_a_rendered_person(tmp_path):
   rgb, _ = render.render(verts, np.asarray(model.faces), focal, center, (h, w))
   Image.fromarray(rgb).save(tmp_path / "person.png")
   op = np.asarray(out.joint_sets["spin49"])[:25] + transl
-  uv = focal * op[:, :2] / op[:, 2:] + center
+  uv = focal * op[:, :2] / op[:, 2:] + center - 0.5  # OpenPose writes pixel indices
   kp = np.concatenate([uv, np.ones((25, 1))], 1)
   kp[[19, 20, 21, 22, 23, 24]] = 0  # no feet
   doc = {"people": [{"pose_keypoints_2d": kp.ravel().tolist()}]}

@@ -11,7 +11,8 @@ import pytest
 
 import smpl_jax
 from fitting.data_io import write_npz_atomic
-from smpl_jax.joints import H36M_TO_J14, H36M_TO_J17
+from smpl_jax import rotations
+from smpl_jax.joints import H36M_TO_J14, H36M_TO_J17, J24_TO_J17
 from spin_jax import eval as eval_lib
 from spin_jax import train
 from spin_jax.data import build
@@ -181,3 +182,84 @@ def test_comparison_experiment_runs_end_to_end(data_dir, tmp_path):
     progress=False,
   )
   assert mtimes == {p: p.stat().st_mtime for p in (tmp_path / "cmp").rglob("timing.json")}
+
+
+def test_index_maps_pair_the_same_joints():
+  # Independent of the constants' source: the H36M regressor rows and the dataset's J24 rows
+  # that SPIN compares must name the same joints (SPIN pairs H36M's thorax with LSP's neck).
+  from smpl_jax.joints import H36M17_NAMES, J24_TO_J17, SPIN49_NAMES
+
+  strip = lambda n: {"Neck": "Thorax"}.get(n.split(" (")[0], n.split(" (")[0])  # noqa: E731
+  pred = [H36M17_NAMES[i] for i in H36M_TO_J17]
+  gt = [strip(SPIN49_NAMES[25 + j]) for j in J24_TO_J17]
+  assert pred == gt
+
+
+def _scaled_model_dir(tmp_path, factors):
+  src = np.load(smpl_jax.open_model_path("low"))
+  for gender, f in factors.items():
+    arrays = {k: src[k] for k in src.files}
+    arrays["v_template"] = arrays["v_template"] * f
+    arrays["shapedirs"] = arrays["shapedirs"] * f
+    np.savez(tmp_path / f"SMPL_{gender.upper()}.npz", **arrays)
+  return tmp_path
+
+
+def _batch(body, n=3, seed=0):
+  rng = np.random.default_rng(seed)
+  pose = 0.3 * rng.standard_normal((n, 72)).astype(np.float32)
+  pose[:, 0] += np.pi
+  betas = rng.standard_normal((n, 10)).astype(np.float32)
+  return {"pose": pose, "betas": betas, "gender": np.array([0, 1, -1][:n], np.int32)}
+
+
+def test_gendered_ground_truth_takes_each_persons_model(tmp_path):
+  models = _scaled_model_dir(tmp_path, {"neutral": 1.0, "male": 1.1, "female": 0.9})
+  bodies = {g: smpl_jax.load_model(models, gender=g) for g in ("neutral", "male", "female")}
+  proto = eval_lib.protocol_for("spin_format/pw3d")
+  batch = _batch(bodies["neutral"])
+  rot = rotations.aa_to_rotmat(jnp.asarray(batch["pose"]).reshape(-1, 24, 3))
+  for pred_gender in ("male", "female", "neutral"):
+    # Predicting each person's ground truth with one model scores 0 exactly on that model's rows.
+    errs = eval_lib.batch_errors(
+      proto,
+      bodies[pred_gender],
+      bodies,
+      eval_lib.Estimate(rot, jnp.asarray(batch["betas"]), jnp.zeros((3, 3))),
+      batch,
+    )
+    row = {"male": 0, "female": 1, "neutral": 2}[pred_gender]
+    mpjpe = np.asarray(errs["mpjpe"])
+    assert mpjpe[row] < 1e-5 and np.all(np.delete(mpjpe, row) > 5e-3), (pred_gender, mpjpe)
+    assert np.asarray(errs["pve"])[row] < 1e-5
+
+
+def test_dataset_joints_protocol_and_pck():
+  body = smpl_jax.load_model(LOW)
+  proto = eval_lib.protocol_for("spin_format/mpi_inf_3dhp_test")
+  batch = _batch(body, n=2)
+  rot = rotations.aa_to_rotmat(jnp.asarray(batch["pose"]).reshape(-1, 24, 3))
+  _, h36m = eval_lib.regressed(body, rot, jnp.asarray(batch["betas"]))
+  h36m = np.asarray(h36m - h36m[:, :1])
+  joints3d = np.zeros((2, 24, 4), np.float32)  # the dataset's J24 rows SPIN compares
+  joints3d[:, list(J24_TO_J17), :3] = h36m[:, list(H36M_TO_J17)]
+  est = eval_lib.Estimate(rot, jnp.asarray(batch["betas"]), jnp.zeros((2, 3)))
+  shift = np.array([0.1025, 0.0, 0.0], np.float32)  # 10.25 cm: inside PCK's 15, off AUC's grid
+  for offset, pck_abs in ((0.0, 1.0), (1.0, 1.0), (2.0, 0.0)):
+    moved = joints3d.copy()
+    moved[..., :3] += offset * shift
+    errs = eval_lib.batch_errors(proto, body, {"neutral": body}, est, batch | {"joints3d": moved})
+    np.testing.assert_allclose(errs["mpjpe"], offset * 0.1025, atol=1e-5)
+    np.testing.assert_allclose(errs["pa_mpjpe"], 0.0, atol=1e-5)  # a translation only
+    np.testing.assert_allclose(errs["pck_abs"], pck_abs)
+    np.testing.assert_allclose(errs["pck_pa"], 1.0)
+    # AUC: thresholds 0, 5, ..., 150 mm; an error of e counts below every threshold above e.
+    expected = np.mean(np.linspace(0, 0.15, 31) > offset * 0.1025)
+    np.testing.assert_allclose(errs["auc_abs"], expected, atol=1e-6)
+
+
+def test_gendered_ground_truth_needs_one_topology(tmp_path, data_dir):
+  models = _scaled_model_dir(tmp_path, {"neutral": 1.0, "male": 1.1, "female": 0.9})
+  source = eval_lib.Source("open_full", 64, None)  # the full open model: another mesh
+  with pytest.raises(ValueError, match="vertices"):
+    eval_lib.evaluate(source, "spin_format/pw3d", data_dir=str(data_dir), models=str(models))
