@@ -143,6 +143,20 @@ def test_checkpoint_eval_matches_the_trainer(data_dir, tmp_path):
   )
   assert summary["count"] == 10 and np.isfinite(summary["pa_mpjpe"])
 
+  # The photo demo runs the same network (its img_res, its body model) on a photo's crop.
+  from PIL import Image
+
+  from spin_jax import demo
+
+  Image.fromarray(batch["image"][0]).resize((90, 120)).save(tmp_path / "photo.png")
+  params = demo.run(
+    str(tmp_path / "photo.png"), str(tmp_path / "demo"), bbox="10,20,60,80",
+    workdir=str(tmp_path / "run"),
+  )  # fmt: skip
+  assert params["estimate"] == "network" and params["body_model"] == LOW
+  assert params["crop"] == {"center": [40.0, 60.0], "scale": 0.4}
+  assert np.isfinite(params["cam_t"]).all() and (tmp_path / "demo/photo_mesh.png").is_file()
+
 
 def test_comparison_experiment_runs_end_to_end(data_dir, tmp_path):
   spec = importlib.util.spec_from_file_location("compare", ROOT / "experiments/compare.py")
