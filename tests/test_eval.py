@@ -167,35 +167,44 @@ def test_comparison_experiment_runs_end_to_end(data_dir, tmp_path):
   rows = compare.run(
     tmp_path / "cmp",
     base,
-    ("hmr", "spin"),
+    ("hmr", "spin_static"),
     sizes=(16, 4, 6),
     paired=0.5,
     resolution=64,
     progress=False,
   )
-  names = ["smplify_detected", "smplify_annotated", "hmr", "spin", "mean_pose"]
+  names = ["smplify_detected", "smplify_annotated", "hmr", "spin_static", "mean_pose"]
   assert [r["name"] for r in rows] == names
   assert all(r["count"] == 6 and np.isfinite(r["pa_mpjpe"]) for r in rows)
   # SMPLify on exact 2D keypoints beats guessing the mean pose.
   assert rows[1]["pa_mpjpe"] < rows[-1]["pa_mpjpe"]
   table = (tmp_path / "cmp/results.md").read_text()
-  assert "SPIN (fitting in the loop)" in table and "SMPLify alone" in table
+  assert "SPIN, fits table from SMPLify's static fits" in table and "SMPLify alone" in table
+  assert "fitting the training images first took" in table
+  cfg = json.loads((tmp_path / "cmp/spin_static/config.json").read_text())
+  assert cfg["data"]["fits_files"] == [
+    f"spin_synthetic/compare={tmp_path}/cmp/smplify_annotated/train_fits.npz"
+  ]
   from PIL import Image
 
   with Image.open(tmp_path / "cmp/comparison.png") as im:
     assert im.size[0] > 400
   # Finished pieces are reused: a second call trains and fits nothing.
-  mtimes = {p: p.stat().st_mtime for p in (tmp_path / "cmp").rglob("timing.json")}
+  mtimes = {p: p.stat().st_mtime for p in (tmp_path / "cmp").rglob("*timing.json")}
+  assert len(mtimes) == 5  # 2 x SMPLify on test, SMPLify on train, 2 trainings
   compare.run(
     tmp_path / "cmp",
     base,
-    ("hmr", "spin"),
+    ("hmr", "spin_static"),
     sizes=(16, 4, 6),
     paired=0.5,
     resolution=64,
     progress=False,
   )
-  assert mtimes == {p: p.stat().st_mtime for p in (tmp_path / "cmp").rglob("timing.json")}
+  assert mtimes == {p: p.stat().st_mtime for p in (tmp_path / "cmp").rglob("*timing.json")}
+  # ... and other settings are refused rather than mixed in.
+  with pytest.raises(SystemExit, match="other settings"):
+    compare.run(tmp_path / "cmp", base, ("hmr",), sizes=(16, 4, 6), paired=0.25, resolution=64)
 
 
 def test_index_maps_pair_the_same_joints():
