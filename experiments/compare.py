@@ -181,6 +181,29 @@ def smplify_alone(out: Path, split: str, body_model: str, variant: str) -> tuple
   return fits, done
 
 
+def fits_table_source(workdir: str, body_model: str) -> eval_lib.Source:
+  """The fits table of a SPIN run's newest checkpoint, as estimates for its training images."""
+  import jax.numpy as jnp
+  import orbax.checkpoint as ocp
+
+  from smpl_jax import rotations
+  from spin_jax.data import records
+
+  mngr = ocp.CheckpointManager((Path(workdir) / "checkpoints").absolute())
+  step = mngr.latest_step()
+  fits = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  fits = fits["state"]["fits"]
+  offset = int(np.asarray(fits["offsets"])[records.SYNTHETIC_ID])  # the train split's rows
+  pose, betas = np.asarray(fits["pose"]), np.asarray(fits["betas"])
+
+  def estimate(batch):
+    rows = offset + np.asarray(batch["index"])
+    rot = rotations.aa_to_rotmat(jnp.asarray(pose[rows]).reshape(-1, 24, 3))
+    return eval_lib.Estimate(rot, jnp.asarray(betas[rows]), jnp.zeros((len(rows), 3)))
+
+  return eval_lib.Source(f"{Path(workdir).name}_fits@{step}", 64, estimate, body_model)
+
+
 def mean_pose_source(cfg: TrainConfig) -> eval_lib.Source:
   import jax.numpy as jnp
 
@@ -223,6 +246,12 @@ def write_report(out: Path, rows: list[dict], meta: dict) -> None:
       note += (
         f"{r['label']}: fitting the training images first took "
         f"{r['static_fit_seconds'] / 60:.1f} min more.\n"
+      )
+    if "fits_table" in r:
+      f = r["fits_table"]
+      note += (
+        f"{r['label']}: its fits table on the {f['count']} training images with 3D labels: "
+        f"MPJPE {f['mpjpe']:.1f}, PA-MPJPE {f['pa_mpjpe']:.1f} mm.\n"
       )
     if r.get("resumed"):
       note += f"{r['label']}: resumed after an interruption; its time counts from there.\n"
@@ -293,6 +322,12 @@ def run(
     rows[-1]["resumed"] = done.get("resumed", False)
     if static_done:
       rows[-1]["static_fit_seconds"] = static_done["seconds"]
+    if cfg.fit.run:  # how good the fits supervising the network were, where that can be seen
+      table = fits_table_source(cfg.workdir, base.body_model)
+      fits, _ = eval_lib.evaluate(
+        table, DATASET, "train", data_dir, batch_size=base.batch_size, progress=progress
+      )
+      rows[-1]["fits_table"] = {k: fits[k] for k in ("count", "mpjpe", "pa_mpjpe")}
   add("mean_pose", "mean pose (no image)", "", mean_pose_source(base), None)
   meta = dict(
     dataset=DATASET,
