@@ -1,7 +1,7 @@
 """SMPLify alone vs HMR-style regression vs SPIN, with 3D labels on a fraction of the training
 images and with none ("unpaired"), measured on the synthetic test split.
 
-    python experiments/compare.py --out outputs/compare        # about 40 min on a 2-core CPU
+    python experiments/compare.py --out outputs/compare        # about 50 min on a 2-core CPU
 
 Every method sees the same data: `spin_synthetic/compare` (4,000 training images, each
 carrying 3D labels (pose, shape, 3D joints) with probability `--paired` = 0.2 and otherwise
@@ -11,14 +11,15 @@ share the README main job's settings (`experiments/configs/synthetic.py`: small 
 
 * `hmr`: regression without fitting: 2D keypoint loss everywhere, 3D joint, pose and shape
   losses where the image has 3D labels (`fit.run=False`).
-* `spin`: SMPLify in the loop (20 + 20 Adam steps from the network's estimate), its best fits
-  supervising pose and shape where there is no 3D label; the fits table starts at the mean
-  pose.
-* `spin_static`: the same, with the fits table started from static fits, the dataset fitter's
-  fits of the training images (as SPIN's code starts from its `static_fits`).
+* `spin`: SMPLify in the loop (20 + 20 Adam steps from the network's estimate), the best fit
+  of each image supervising pose and shape where there is no 3D label; the fits table starts
+  from static fits, the dataset fitter's fits of the training images' 2D keypoints, as SPIN's
+  code starts from its `static_fits`.
 * `hmr_unpaired`, `spin_unpaired`: the same with every 3D label ignored (`data.ignore_3d`);
   HMR's unpaired setting needs its adversarial prior, which this project does not have yet,
   so `hmr_unpaired` is plain 2D reprojection training.
+* `spin_mean` (not run unless named in --methods): `spin` with the fits table started at the
+  mean pose instead of static fits.
 * `smplify_detected`, `smplify_annotated`: the dataset fitter (`python -m fitting.cli`, its
   defaults) on each test image's 2D keypoints, from the prior's mean pose; no network. The
   first sees only the OpenPose-like rows (noisy, some missing or occluded: what a detector
@@ -55,11 +56,12 @@ DATASET = "spin_synthetic/compare"
 
 METHODS = {  # name -> (label, fit.run, data.ignore_3d, fits table from static fits)
   "hmr": ("HMR-style regression", False, False, False),
-  "spin": ("SPIN, fits table from the mean pose", True, False, False),
-  "spin_static": ("SPIN, fits table from SMPLify's static fits", True, False, True),
+  "spin": ("SPIN (fits table from SMPLify's static fits)", True, False, True),
   "hmr_unpaired": ("HMR-style, unpaired (no 3D labels)", False, True, False),
-  "spin_unpaired": ("SPIN, unpaired (no 3D labels)", True, True, False),
+  "spin_unpaired": ("SPIN, unpaired (no 3D labels)", True, True, True),
+  "spin_mean": ("SPIN, fits table from the mean pose", True, False, False),
 }
+DEFAULT_METHODS = ("hmr", "spin", "hmr_unpaired", "spin_unpaired")
 
 
 def base_config() -> TrainConfig:
@@ -284,7 +286,7 @@ def write_report(out: Path, rows: list[dict], meta: dict) -> None:
 def run(
   out: Path,
   base: TrainConfig,
-  methods=tuple(METHODS),
+  methods=DEFAULT_METHODS,
   sizes=(4000, 500, 500),
   paired: float = 0.2,
   resolution: int | None = None,
@@ -347,7 +349,11 @@ def main(argv=None):
   ap.add_argument("--out", default="outputs/compare")
   ap.add_argument("--paired", type=float, default=0.2, help="fraction with 3D labels (0.2)")
   ap.add_argument("--steps", type=int, help="training steps per network (config: 2500)")
-  ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+  ap.add_argument(
+    "--methods",
+    default=",".join(DEFAULT_METHODS),
+    help=f"comma-separated, of {','.join(METHODS)}",
+  )
   args = ap.parse_args(argv)
   base = base_config()
   if args.steps:

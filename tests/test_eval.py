@@ -167,22 +167,22 @@ def test_comparison_experiment_runs_end_to_end(data_dir, tmp_path):
   rows = compare.run(
     tmp_path / "cmp",
     base,
-    ("hmr", "spin_static"),
+    ("hmr", "spin"),
     sizes=(16, 4, 6),
     paired=0.5,
     resolution=64,
     progress=False,
   )
-  names = ["smplify_detected", "smplify_annotated", "hmr", "spin_static", "mean_pose"]
+  names = ["smplify_detected", "smplify_annotated", "hmr", "spin", "mean_pose"]
   assert [r["name"] for r in rows] == names
   assert all(r["count"] == 6 and np.isfinite(r["pa_mpjpe"]) for r in rows)
   # SMPLify on exact 2D keypoints beats guessing the mean pose.
   assert rows[1]["pa_mpjpe"] < rows[-1]["pa_mpjpe"]
   table = (tmp_path / "cmp/results.md").read_text()
-  assert "SPIN, fits table from SMPLify's static fits" in table and "SMPLify alone" in table
+  assert "SPIN (fits table from SMPLify's static fits)" in table and "SMPLify alone" in table
   assert "fitting the training images first took" in table
   assert rows[3]["fits_table"]["count"] > 0 and "its fits table on the" in table
-  cfg = json.loads((tmp_path / "cmp/spin_static/config.json").read_text())
+  cfg = json.loads((tmp_path / "cmp/spin/config.json").read_text())
   assert cfg["data"]["fits_files"] == [
     f"spin_synthetic/compare={tmp_path}/cmp/smplify_annotated/train_fits.npz"
   ]
@@ -196,7 +196,7 @@ def test_comparison_experiment_runs_end_to_end(data_dir, tmp_path):
   compare.run(
     tmp_path / "cmp",
     base,
-    ("hmr", "spin_static"),
+    ("hmr", "spin"),
     sizes=(16, 4, 6),
     paired=0.5,
     resolution=64,
