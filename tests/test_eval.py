@@ -182,6 +182,7 @@ def test_comparison_experiment_runs_end_to_end(data_dir, tmp_path):
   assert "SPIN (fits table from SMPLify's static fits)" in table and "SMPLify alone" in table
   assert "fitting the training images first took" in table
   assert rows[3]["fits_table"]["count"] > 0 and "its fits table on the" in table
+  assert "static fits (where the SPIN fits tables start) on the same" in table
   cfg = json.loads((tmp_path / "cmp/spin/config.json").read_text())
   assert cfg["data"]["fits_files"] == [
     f"spin_synthetic/compare={tmp_path}/cmp/smplify_annotated/train_fits.npz"
