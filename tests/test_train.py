@@ -255,7 +255,13 @@ def test_kill_9_then_same_command_resumes(data_dir, tmp_path):
     """)
   )
   cmd = [sys.executable, "-m", "spin_jax.train", f"--config={cfg_file}"]
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = dict(  # the tests' compilation cache: the second process need not compile again
+    os.environ,
+    JAX_PLATFORMS="cpu",
+    JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+  )
   proc = subprocess.Popen(
     cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
   )
