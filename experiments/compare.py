@@ -139,28 +139,6 @@ SMPLIFY = {  # variant -> (label, keypoint rows it sees)
 STATIC_FITS = "smplify_annotated"  # SPIN's static fits: the fitter on the training keypoints
 
 
-def export_keypoints(data_dir: Path, split: str, path: Path, rows: str) -> None:
-  """The split's keypoints as a SPIN npz (`center`, `scale`, `openpose`, and with rows="all"
-  `part`, in the stored crops' pixels), row k = the example with index k: the dataset
-  fitter's input format."""
-  from PIL import Image
-
-  src = builders.open_source(data_dir, DATASET, split)
-  n = len(src)
-  center, scale = np.zeros((n, 2), np.float32), np.zeros(n, np.float32)
-  part, openpose = np.zeros((n, 24, 3), np.float32), np.zeros((n, 25, 3), np.float32)
-  for k in range(n):
-    ex = src[k]
-    with Image.open(io.BytesIO(ex["image"])) as im:
-      size = im.size[0]
-    i = int(ex["index"])
-    center[i] = size / 2.0
-    scale[i] = size / float(ex["margin"]) / 200.0
-    openpose[i], part[i] = ex["keypoints"][:25], ex["keypoints"][25:]
-  arrays = dict(center=center, scale=scale, openpose=openpose)
-  data_io.write_npz_atomic(path, **(arrays | {"part": part} if rows == "all" else arrays))
-
-
 def smplify_alone(out: Path, split: str, body_model: str, variant: str) -> tuple[Path, dict]:
   """Fits every test image with `python -m fitting.cli` defaults; (fits file, timing)."""
   from fitting import cli
@@ -171,7 +149,7 @@ def smplify_alone(out: Path, split: str, body_model: str, variant: str) -> tuple
   if fits.is_file() and timing.is_file():
     return fits, json.loads(timing.read_text())
   keypoints = work / f"{split}_keypoints.npz"
-  export_keypoints(out / "tfds", split, keypoints, SMPLIFY[variant][1])
+  build.export_keypoints(out / "tfds", DATASET, split, keypoints, SMPLIFY[variant][1])
   t0 = time.perf_counter()
   args = ["--input", str(keypoints), "--out", str(fits), "--no-progress"]
   cli.main(args + (["--model", body_model] if body_model else []))

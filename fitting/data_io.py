@@ -18,6 +18,7 @@ example; the trainer loads them as its initial fits dictionary.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -220,6 +221,15 @@ def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
   _write_atomic(Path(path), lambda fh: fh.write(text.encode()))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+  """Hex sha256 of a file's bytes (read in 1 MiB blocks): the identity of a fitter input."""
+  h = hashlib.sha256()
+  with open(path, "rb") as fh:
+    for block in iter(lambda: fh.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
 
 
 def read_fits(path: str | os.PathLike) -> dict[str, np.ndarray]:

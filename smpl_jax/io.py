@@ -411,7 +411,29 @@ def _smpl_model(arrays: dict, path: Path, extra_path, h36m_path, num_betas, dtyp
   return model
 
 
+PROJECT_KEYS = (
+  "v_template",
+  "shapedirs",
+  "J_regressor",
+  "weights",
+  "f",
+  "kintree_table",
+  "joint_names",
+  "joint_sets",
+)
+
+
 def _project_model(arrays: dict, path: Path, num_betas, dtype) -> BodyModel:
+  missing = [k for k in PROJECT_KEYS if k not in arrays]
+  if missing:
+    raise ValueError(
+      f"{path} is a smpl_jax model file (it has format_version) but lacks {missing}; it is "
+      "truncated or was edited: write it again with smpl_jax.io.save_project_npz"
+    )
+  try:
+    json.loads(str(arrays["joint_sets"]))
+  except ValueError as err:
+    raise ValueError(f"{path}: its joint_sets is not valid JSON ({err}); write it again") from err
   parents = _parents(arrays["kintree_table"])
   joint_names = tuple(str(n) for n in arrays["joint_names"])
   kp_names = tuple(str(n) for n in arrays.get("keypoint_names", ()))

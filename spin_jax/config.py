@@ -72,6 +72,18 @@ class TrainConfig:
   fit: FitOptions = FitOptions()
   data: DataConfig = DataConfig()
 
+  def __post_init__(self):
+    positive = ("batch_size", "log_every", "eval_every", "checkpoint_every", "image_every")
+    for name in positive + ("keep_checkpoints",):
+      value = getattr(self, name)
+      if not isinstance(value, int) or value <= 0:
+        raise ValueError(
+          f"--config.{name}={value!r}: must be a positive integer (an interval in steps or a "
+          "count); to do something rarely, give it a large value"
+        )
+    if not isinstance(self.steps, int) or self.steps < 0:
+      raise ValueError(f"--config.steps={self.steps!r}: must be an integer >= 0")
+
 
 def _convert(cls, values: dict, where: str):
   fields = {f.name: f for f in dataclasses.fields(cls)}

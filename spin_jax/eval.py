@@ -37,6 +37,7 @@ import smpl_jax
 from fitting import data_io
 from smpl_jax import camera, rotations
 from smpl_jax.joints import H36M_TO_J14, H36M_TO_J17, J24_TO_J14, J24_TO_J17
+from spin_jax import fits as fits_lib
 from spin_jax import metrics
 from spin_jax.data import pipeline, records
 
@@ -93,6 +94,8 @@ class Source:
   img_res: int
   estimate: Callable[[dict], Estimate]
   body_model: str = ""  # the neutral model the estimates belong to; "" = the open model
+  # (data_dir, dataset, split) -> None, or raises when the source is not for that data
+  check: Callable[[str, str, str], None] | None = None
 
 
 # -- sources --------------------------------------------------------------------------------------
@@ -193,8 +196,16 @@ def checkpoint_source(workdir: str | Path, step: int | None = None) -> Source:
 
 def fits_source(path: str | Path, body_model: str = "", img_res: int = 224) -> Source:
   """Fits from `python -m fitting.cli` (or any file with its keys), looked up by the row
-  `index` that every evaluation example carries."""
+  `index` that every evaluation example carries. Evaluating them on a split they were not
+  made from (another annotation file, by name and sha256) is refused."""
+  from spin_jax.data import builders
+
   fits = data_io.read_fits(path)
+
+  def check(data_dir, dataset, split):
+    expected = builders.annotation_identities(data_dir, dataset, split)
+    fits_lib.check_made_from(fits, path, expected, f"{dataset}/{split}")
+
   index = np.asarray(fits["index"], np.int64)
   if len(index) == 0:
     raise ValueError(f"{path} holds no fits")
@@ -218,9 +229,18 @@ def fits_source(path: str | Path, body_model: str = "", img_res: int = 224) -> S
         "this dataset's annotation file?"
       )
     r = lookup[rows]
+    finite = np.all(np.isfinite(pose[r]), 1) & np.all(np.isfinite(betas[r]), 1)
+    if not finite.all():
+      bad_rows = rows[~finite]
+      why = sorted({str(x) for x in fits["reason"][r[~finite]]} - {""}) or ["none recorded"]
+      raise ValueError(
+        f"{path}: the fits of dataset row(s) {bad_rows[:10].tolist()} are not finite "
+        f"(reasons: {'; '.join(why)}); refit those rows (python -m fitting.cli) or drop them "
+        "with --num_examples"
+      )
     return Estimate(to_rotmat(pose[r]), jnp.asarray(betas[r]), jnp.asarray(cam_t[r]))
 
-  return Source(Path(path).stem, img_res, estimate, body_model)
+  return Source(Path(path).stem, img_res, estimate, body_model, check)
 
 
 # -- metrics --------------------------------------------------------------------------------------
@@ -335,7 +355,12 @@ def evaluate(
         f"the {name} model has {m.num_vertices} vertices, the prediction's {body.num_vertices}: "
         "PVE needs one mesh topology (evaluate a network trained with SMPL on 3DPW)"
       )
-  n_total = builders.split_sizes(data_dir, dataset)[split]
+  sizes = builders.split_sizes(data_dir, dataset)
+  if split not in sizes:
+    raise ValueError(f"{dataset} has no split {split!r}; it has {sorted(sizes)} (--split)")
+  if source.check is not None:
+    source.check(data_dir, dataset, split)
+  n_total = sizes[split]
   n = n_total if limit is None else min(limit, n_total)
   errors_fn = jax.jit(lambda est, batch: batch_errors(proto, body, gt_bodies, est, batch))
   keys = ("pose", "betas", "joints3d", "gender", "index")

@@ -57,11 +57,53 @@ def rows_of(table: FitsTable, dataset_id, index):
   return table.offsets[dataset_id] + index
 
 
+class FitsMismatch(ValueError):
+  """A fits file made from other data than the dataset it is used for."""
+
+
+def check_made_from(fits: dict, path, expected: list[dict], what: str) -> None:
+  """Refuses a fits file whose input is not one of `expected` ({"file", "sha256"}: the
+  annotation or exported keypoint files of dataset split `what`, from
+  `builders.annotation_identities`), naming both. The fitter records each row's input file
+  (`source`) and its sha256 (`source_sha256`); files from before it recorded the hash are
+  matched by file name. With nothing to compare against, a file with hashes is refused (its
+  input cannot be confirmed), one without them is accepted with a note."""
+  names = sorted({str(s).split("/")[0] for s in np.asarray(fits["source"]).reshape(-1)})
+  hashes = sorted({str(h) for h in np.asarray(fits.get("source_sha256", [])).reshape(-1)})
+  known = ", ".join(f"{e['file']} (sha256 {e['sha256'][:12]})" for e in expected)
+  made = ", ".join(names) + (f" (sha256 {', '.join(h[:12] for h in hashes)})" if hashes else "")
+  if not expected:
+    if hashes:
+      raise FitsMismatch(
+        f"fits file {path} was made from {made}, but {what} records no annotation or exported "
+        "keypoint file to check it against: fit the file the dataset was built from (rebuild "
+        "spin_format datasets with `python -m spin_jax.data.build spin` to record it) or the "
+        "split's keypoints from `python -m spin_jax.data.build export`"
+      )
+    print(f"note: cannot check that fits file {path} ({made}) was made from {what}")
+    return
+  ok = (
+    set(hashes) <= {e["sha256"] for e in expected}
+    if hashes
+    else set(names) <= {e["file"] for e in expected}
+  )
+  if not ok:
+    raise FitsMismatch(
+      f"fits file {path} was made from {made}, not from {what} (its files: {known}); "
+      "use fits of this dataset's own annotation file"
+    )
+
+
 def init_table(
-  layout: Layout, mean_pose: np.ndarray, fits_files: dict[int, str] | None = None
+  layout: Layout,
+  mean_pose: np.ndarray,
+  fits_files: dict[int, str] | None = None,
+  made_from: dict[int, tuple[str, list[dict]]] | None = None,
 ) -> FitsTable:
   """Every row the mean pose (axis-angle, 72) and zero betas, except datasets with a fits
-  file: the standalone fitter's npz (`python -m fitting.cli`), rows placed by its `index`."""
+  file: the standalone fitter's npz (`python -m fitting.cli`), rows placed by its `index`.
+  `made_from[dataset_id]`: (name, files) the fits must have been made from
+  (`check_made_from`)."""
   pose = np.tile(np.asarray(mean_pose, np.float32), (layout.num_rows, 1))
   betas = np.zeros((layout.num_rows, 10), np.float32)
   sizes = dict(layout.datasets)
@@ -69,6 +111,8 @@ def init_table(
     if ds not in sizes:
       raise ValueError(f"fits file {path} is for dataset id {ds}, which is not being trained on")
     f = read_fits(path)
+    if made_from and ds in made_from:
+      check_made_from(f, path, made_from[ds][1], made_from[ds][0])
     n = sizes[ds]
     if "dataset_id" in f and np.any(f["dataset_id"] != ds):
       raise ValueError(

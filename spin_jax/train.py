@@ -11,8 +11,13 @@ train state with the fits table, and the data iterator's state, together: the sa
 an interruption (kill -9 included) continues from the last checkpoint with the same next batch.
 """
 
+import contextlib
 import dataclasses
 import json
+import shutil
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,11 +47,24 @@ class NonFiniteLoss(RuntimeError):
   pass
 
 
+class CheckpointError(RuntimeError):
+  """A checkpoint could not be written (disk full, permissions, a refused step)."""
+
+
+class Preempted(RuntimeError):
+  """SIGTERM arrived: the step in flight finished and was checkpointed; rerun to resume."""
+
+
 # -- data -----------------------------------------------------------------------------------------
 
 
 def ensure_synthetic(cfg: TrainConfig) -> None:
-  """Builds the configured synthetic dataset when it is missing (the README's main job)."""
+  """Builds the configured synthetic dataset when it is missing (the README's main job), after
+  checking that every other configured dataset is prepared (nothing is built for a run that
+  cannot start)."""
+  for name in dict.fromkeys((*cfg.data.train, cfg.data.val)):
+    if not name.startswith("spin_synthetic/"):
+      builders.dataset_dir(cfg.data.data_dir, name)  # FileNotFoundError naming it
   names = {n for n in (*cfg.data.train, cfg.data.val) if n.startswith("spin_synthetic/")}
   for name in sorted(names):
     try:
@@ -67,15 +85,24 @@ def ensure_synthetic(cfg: TrainConfig) -> None:
 
 
 def dataset_rows(data_dir: str, name: str, split: str) -> tuple[int, int]:
-  """(dataset_id, rows of its annotation file) of a prepared training dataset."""
+  """(dataset_id, rows of its annotation file) of a prepared training dataset: the range of
+  its records' `index`, which is the fits table's extent for it (rows the build skipped have
+  a row too; they never train)."""
   builder, _, config = name.partition("/")
   path = builders.dataset_dir(data_dir, name)
-  n = builders.split_sizes(data_dir, name)[split]
+  kept = builders.split_sizes(data_dir, name)[split]
   if builder == "spin_synthetic":
-    return records.SYNTHETIC_ID + records.SYNTHETIC_SPLITS.index(split), n
-  report = path / "build_report.json"
-  if report.is_file():
-    n = json.loads(report.read_text()).get("num_rows", n)
+    return records.SYNTHETIC_ID + records.SYNTHETIC_SPLITS.index(split), kept
+  report = builders.read_json(path / builders.BUILD_REPORT, {})
+  if "num_rows" not in report:
+    raise ValueError(
+      f"{name} in {path} has no row count of its annotation file (build_report.json is missing "
+      "or from an older version): rerun `python -m spin_jax.data.build spin --datasets "
+      f"{config} ...` with the same files; it reuses the records and writes the report"
+    )
+  n = int(report["num_rows"])
+  if kept > n:
+    raise ValueError(f"{name}: {kept} records but its annotation file has {n} rows; rebuild it")
   return records.dataset_info(config).dataset_id, n
 
 
@@ -109,6 +136,14 @@ def fits_files(cfg: TrainConfig, layout: fits_lib.Layout) -> dict[int, str]:
       raise ValueError(f"data.fits_files entry {item!r} is not '<dataset>=<fits.npz>'")
     out[ids[name] if name in ids else records.dataset_info(name).dataset_id] = path
   return out
+
+
+def fits_made_from(cfg: TrainConfig, layout: fits_lib.Layout) -> dict:
+  """dataset_id -> (name, files its fits files must have been made from)."""
+  return {
+    d: (f"{n}/train", builders.annotation_identities(cfg.data.data_dir, n, "train"))
+    for n, (d, _) in zip(cfg.data.train, layout.datasets)
+  }
 
 
 # -- state ----------------------------------------------------------------------------------------
@@ -147,25 +182,32 @@ def create_state(cfg: TrainConfig, layout: fits_lib.Layout, tx):
 
     params, rest = weights.load_torchvision_resnet(cfg.model.pretrained, params, rest)
   mean_aa = rotations.rot6d_to_aa(jnp.asarray(mp.pose6d).reshape(24, 6)).reshape(72)
-  table = fits_lib.init_table(layout, np.asarray(mean_aa), fits_files(cfg, layout))
+  files = fits_files(cfg, layout)
+  made_from = fits_made_from(cfg, layout) if files else None
+  table = fits_lib.init_table(layout, np.asarray(mean_aa), files, made_from)
   state = ts.TrainState(params, rest, tx.init(params), table, jnp.zeros((), jnp.int32))
   return graphdef, eval_graphdef, state, np.asarray(mean_aa)
 
 
 def checkpoint_manager(workdir: Path, cfg: TrainConfig) -> ocp.CheckpointManager:
+  # Synchronous saves: a failed save (disk full, ...) is an error at that step, with the
+  # partial step folder removed, not a background failure noticed steps later.
   return ocp.CheckpointManager(
     (workdir / "checkpoints").absolute(),
-    options=ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_checkpoints, create=True),
+    options=ocp.CheckpointManagerOptions(
+      max_to_keep=cfg.keep_checkpoints, create=True, enable_async_checkpointing=False
+    ),
   )
 
 
 def restore(mngr, state, data_iter, fallback: bool):
-  """Restores the newest checkpoint into (state, data_iter); returns (state, step) or
-  (state, 0) when there is none. An unreadable checkpoint is an error naming it, or with
-  `fallback` a warning and the next older one."""
+  """Restores the newest checkpoint into (state, data_iter); returns (state, step, damaged) or
+  (state, 0, damaged) when there is none. An unreadable checkpoint is an error naming it, or
+  with `fallback` a warning and the next older one; `damaged` lists the unreadable steps."""
   abstract = jax.tree.map(
     lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
   )
+  damaged = []
   for step in sorted(mngr.all_steps(), reverse=True):
     try:
       got = mngr.restore(
@@ -175,7 +217,7 @@ def restore(mngr, state, data_iter, fallback: bool):
           data=grain.checkpoint.CheckpointRestore(data_iter),
         ),
       )
-      return got["state"], step
+      return got["state"], step, damaged
     except Exception as e:  # orbax raises many kinds for a damaged step directory
       where = Path(mngr.directory) / str(step)
       if not fallback:
@@ -184,7 +226,50 @@ def restore(mngr, state, data_iter, fallback: bool):
           "--restore_fallback to use the newest readable one, or remove it"
         ) from e
       print(f"warning: checkpoint {where} unreadable ({type(e).__name__}); trying an older one")
-  return state, 0
+      damaged.append(step)
+  return state, 0, damaged
+
+
+def set_aside(workdir: Path, steps) -> list[Path]:
+  """Moves damaged checkpoint steps to <workdir>/checkpoints_damaged/<step>[.k] (kept for a
+  post-mortem, out of orbax's way: it would refuse to save those steps again)."""
+  aside = workdir / "checkpoints_damaged"
+  aside.mkdir(exist_ok=True)
+  moved = []
+  for step in steps:
+    dest, k = aside / str(step), 1
+    while dest.exists():
+      dest, k = aside / f"{step}.{k}", k + 1
+    (workdir / "checkpoints" / str(step)).rename(dest)
+    moved.append(dest)
+  return moved
+
+
+def save_checkpoint(mngr, step: int, state, data_iter) -> None:
+  """Saves (state, data iterator) at `step`, or raises CheckpointError with one message after
+  removing the partial folder; a save that orbax refuses is an error too."""
+  directory = Path(mngr.directory)
+  try:
+    saved = mngr.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iter)
+      ),
+    )
+    mngr.wait_until_finished()
+  except Exception as e:
+    for tmp in directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+      shutil.rmtree(tmp, ignore_errors=True)
+    raise CheckpointError(
+      f"saving checkpoint {step} in {directory} failed ({type(e).__name__}: {e}); the newest "
+      f"complete checkpoint is {mngr.latest_step()}. Free space (or fix the folder) and rerun "
+      "the same command: it resumes from there"
+    ) from e
+  if not saved:
+    raise CheckpointError(
+      f"orbax refused to save step {step} in {directory} (its newest step is "
+      f"{mngr.latest_step()}); move that step aside or use another --workdir"
+    )
 
 
 # -- evaluation and images ------------------------------------------------------------------------
@@ -258,8 +343,55 @@ def overlay_images(cfg, body, eval_graphdef, state, batch, n=4) -> np.ndarray:
 # -- the loop -------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def on_sigterm():
+  """Yields an Event set when SIGTERM arrives (TPU / Slurm preemption), so the loop can save
+  and exit between steps; the previous handler comes back afterwards. Outside the main thread
+  (where handlers cannot be installed) the event is never set."""
+  stop = threading.Event()
+  if threading.current_thread() is not threading.main_thread():
+    yield stop
+    return
+  previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+  try:
+    yield stop
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def check_batch_rows(batch, rows: dict[int, int], step: int) -> None:
+  """Every sample's (dataset_id, index) must name a row of the fits table: a record outside
+  its dataset's rows would read and overwrite another person's fit."""
+  ds = np.asarray(batch["dataset_id"])
+  idx = np.asarray(batch["index"])
+  unknown = set(np.unique(ds).tolist()) - set(rows)
+  if unknown:
+    raise ValueError(
+      f"batch at step {step} has dataset ids {sorted(unknown)} not in the fits table"
+    )
+  size = np.asarray([rows[int(d)] for d in ds])
+  bad = (idx < 0) | (idx >= size)
+  if bad.any():
+    pairs = sorted({(int(d), int(i)) for d, i in zip(ds[bad], idx[bad])})
+    raise ValueError(
+      f"batch at step {step}: records (dataset_id, index) {pairs[:5]} lie outside their "
+      f"dataset's rows ({ {int(d): rows[int(d)] for d in np.unique(ds[bad])} }): the dataset "
+      "was built from another annotation file than its build_report.json says; rebuild it"
+    )
+
+
 def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = False) -> dict:
+  """Trains (or resumes) to `cfg.steps`; returns {"step", "val", "baseline"}. Raises Preempted
+  after saving when SIGTERM arrives (preemption), CheckpointError when a save fails."""
   workdir = Path(workdir or cfg.workdir)
+  done_steps = [int(p.name) for p in (workdir / "checkpoints").glob("*") if p.name.isdigit()]
+  if done_steps and max(done_steps) > cfg.steps:
+    raise ValueError(
+      f"{workdir} holds a run at step {max(done_steps)}, beyond --config.steps={cfg.steps}: "
+      "nothing was trained or overwritten. Evaluate that run with `python -m spin_jax.eval "
+      f"--workdir {workdir}`, train it further with a larger --config.steps, or use another "
+      "--workdir"
+    )
   workdir.mkdir(parents=True, exist_ok=True)
   write_text_atomic(workdir / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
   if jax.process_index() == 0:
@@ -289,24 +421,20 @@ def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = F
     donate_argnums=0,
   )
   eval_fn = jax.jit(lambda params, rest, b: ts.eval_step(eval_graphdef, params, rest, body, b))
-  known = {ds for ds, _ in layout.datasets}
 
   data_iter = pipeline.make_iterator(data_options(cfg))
   mngr = checkpoint_manager(workdir, cfg)
-  state, start = restore(mngr, state, data_iter, restore_fallback)
+  state, start, damaged = restore(mngr, state, data_iter, restore_fallback)
+  if damaged:
+    mngr.close()
+    for dest in set_aside(workdir, damaged):
+      print(f"moved unreadable checkpoint to {dest}")
+    mngr = checkpoint_manager(workdir, cfg)
   if start:
     print(f"resumed from {Path(mngr.directory) / str(start)} (step {start})")
   from tensorboardX import SummaryWriter
 
   writer = SummaryWriter(str(workdir / "tb")) if jax.process_index() == 0 else None
-
-  def save(step):
-    mngr.save(
-      step,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iter)
-      ),
-    )
 
   def as_global(batch):
     return {k: jax.make_array_from_process_local_data(data_sh, v) for k, v in batch.items()}
@@ -331,45 +459,52 @@ def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = F
     disable=jax.process_index() != 0,
   )
   t_last, n_last, val = time.perf_counter(), start, None
-  for step in bar:
-    batch = next(data_iter)
-    unknown = set(np.unique(batch["dataset_id"]).tolist()) - known
-    if unknown:
-      raise ValueError(
-        f"batch at step {step + 1} has dataset ids {sorted(unknown)} not in the fits table"
-      )
-    state, metrics = step_fn(state, as_global(batch), body, prior)
-    metrics = jax.device_get(metrics)
-    if not metrics["finite"]:
-      ids = sorted({(int(d), int(i)) for d, i in zip(batch["dataset_id"], batch["index"])})
-      raise NonFiniteLoss(
-        f"non-finite loss or gradients at step {step + 1} (state left unchanged; last checkpoint "
-        f"{mngr.latest_step()}); batch (dataset_id, index): {ids}"
-      )
-    done = step + 1
-    if done % cfg.log_every == 0 or done == cfg.steps:
-      now = time.perf_counter()
-      rate = (done - n_last) / (now - t_last)
-      t_last, n_last = now, done
-      bar.set_postfix(loss=f"{metrics['loss']:.3f}", upd=f"{metrics['fits/update_rate']:.2f}")
-      if writer:
-        for k, v in metrics.items():
-          if k != "finite":
-            writer.add_scalar(k, float(v), done)
-        writer.add_scalar("steps_per_s", rate, done)
-    if done % cfg.image_every == 0 and writer:
-      imgs = overlay_images(cfg, body, eval_graphdef, state, batch)
-      writer.add_images("train/overlay", imgs, done, dataformats="NHWC")
-    if done % cfg.eval_every == 0 or done == cfg.steps:
-      val = evaluate(cfg, eval_fn, state)
-      if writer:
-        writer.add_scalar("val/mpjpe_mm", val["mpjpe"], done)
-        writer.add_scalar("val/pa_mpjpe_mm", val["pa_mpjpe"], done)
-      tqdm.write(
-        f"step {done}: val MPJPE {val['mpjpe']:.1f} mm, PA-MPJPE {val['pa_mpjpe']:.1f} mm"
-      )
-    if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-      save(done)
+  rows = dict(layout.datasets)
+  with on_sigterm() as stop:
+    for step in bar:
+      batch = next(data_iter)
+      check_batch_rows(batch, rows, step + 1)
+      state, metrics = step_fn(state, as_global(batch), body, prior)
+      metrics = jax.device_get(metrics)
+      if not metrics["finite"]:
+        ids = sorted({(int(d), int(i)) for d, i in zip(batch["dataset_id"], batch["index"])})
+        raise NonFiniteLoss(
+          f"non-finite loss or gradients at step {step + 1} (state left unchanged; last "
+          f"checkpoint {mngr.latest_step()}); batch (dataset_id, index): {ids}"
+        )
+      done = step + 1
+      if done % cfg.log_every == 0 or done == cfg.steps:
+        now = time.perf_counter()
+        rate = (done - n_last) / (now - t_last)
+        t_last, n_last = now, done
+        bar.set_postfix(loss=f"{metrics['loss']:.3f}", upd=f"{metrics['fits/update_rate']:.2f}")
+        if writer:
+          for k, v in metrics.items():
+            if k != "finite":
+              writer.add_scalar(k, float(v), done)
+          writer.add_scalar("steps_per_s", rate, done)
+      if stop.is_set():  # preemption: keep this step, skip the interval work, exit
+        save_checkpoint(mngr, done, state, data_iter)
+        bar.close()
+        if writer:
+          writer.close()
+        raise Preempted(
+          f"SIGTERM after step {done}: saved {Path(mngr.directory) / str(done)}; run the same "
+          "command to resume from it"
+        )
+      if done % cfg.image_every == 0 and writer:
+        imgs = overlay_images(cfg, body, eval_graphdef, state, batch)
+        writer.add_images("train/overlay", imgs, done, dataformats="NHWC")
+      if done % cfg.eval_every == 0 or done == cfg.steps:
+        val = evaluate(cfg, eval_fn, state)
+        if writer:
+          writer.add_scalar("val/mpjpe_mm", val["mpjpe"], done)
+          writer.add_scalar("val/pa_mpjpe_mm", val["pa_mpjpe"], done)
+        tqdm.write(
+          f"step {done}: val MPJPE {val['mpjpe']:.1f} mm, PA-MPJPE {val['pa_mpjpe']:.1f} mm"
+        )
+      if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        save_checkpoint(mngr, done, state, data_iter)
   mngr.wait_until_finished()
   if writer:
     writer.close()
@@ -391,7 +526,13 @@ def main(argv):
   if flag.distributed:
     jax.distributed.initialize()
   workdir = flag.workdir or cfg.workdir
-  result = run(cfg, workdir, flag.restore_fallback)
+  try:
+    result = run(cfg, workdir, flag.restore_fallback)
+  except Preempted as e:
+    print(e, file=sys.stderr)
+    sys.exit(128 + signal.SIGTERM)  # what a process killed by SIGTERM returns
+  except CheckpointError as e:
+    raise SystemExit(f"error: {e}") from None
   if jax.process_index() == 0:
     val, base = result["val"], result["baseline"]
     print(

@@ -48,3 +48,18 @@ def toy_model(toy_arrays, tmp_path_factory):
   np.savez(path, **toy_arrays)
   with pytest.warns(UserWarning, match="cannot define"):  # no SMPL mesh, no SPIN regressors
     return smpl_jax.load_model(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_train_data(tmp_path_factory):
+  """The trainer tests' synthetic set (16 train / 4 validation people at 64 px, low-res open
+  model), built once per session: the tests that train share it and its compiled shapes."""
+  from spin_jax.data import build
+
+  d = tmp_path_factory.mktemp("train_tfds")
+  build.main(
+    ["synthetic", "--data_dir", str(d), "--name", "tiny", "--num_train", "16"]
+    + ["--num_validation", "4", "--num_test", "0", "--resolution", "64", "--workers", "1"]
+    + ["--model", str(smpl_jax.open_model_path("low"))]
+  )
+  return d

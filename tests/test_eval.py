@@ -129,7 +129,7 @@ def test_checkpoint_eval_matches_the_trainer(data_dir, tmp_path):
   )
   mngr = train.checkpoint_manager(tmp_path / "run", cfg)
   it = train.pipeline.make_iterator(train.data_options(cfg), process_index=0, process_count=1)
-  state, _ = train.restore(mngr, state, it, False)
+  state, _, _ = train.restore(mngr, state, it, False)
   batch = next(
     iter(eval_lib.eval_batches(str(data_dir), "spin_synthetic/tiny", "test", 4, 64, None))
   )[0]

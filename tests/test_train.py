@@ -25,7 +25,6 @@ from spin_jax import fits as fits_lib
 from spin_jax import model as model_lib
 from spin_jax import train, weights
 from spin_jax import train_step as ts
-from spin_jax.data import build
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,14 +62,8 @@ def tiny_config(data_dir, workdir, **over) -> spin_config.TrainConfig:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  d = tmp_path_factory.mktemp("train_tfds")
-  build.main(
-    ["synthetic", "--data_dir", str(d), "--name", "tiny", "--num_train", "16"]
-    + ["--num_validation", "4", "--num_test", "0", "--resolution", "64", "--workers", "1"]
-    + ["--model", str(smpl_jax.open_model_path("low"))]
-  )
-  return d
+def data_dir(tiny_train_data):
+  return tiny_train_data
 
 
 def test_config_rejects_unknown_keys():
@@ -238,6 +231,15 @@ def test_corrupt_checkpoint_is_named_or_skipped(data_dir, tmp_path):
     train.run(cfg6)
   out = train.run(cfg6, restore_fallback=True)
   assert out["step"] == 6
+  # The damaged step is kept aside, named, and replaced: training redid it and saved it again
+  # (orbax refuses steps <= its newest, so it must be out of the way), and the run evaluates.
+  assert (tmp_path / "c" / "checkpoints_damaged" / "4" / "state").is_dir()
+  step, state = _final_state(tmp_path / "c")
+  assert step == 6
+  from spin_jax import eval as eval_lib
+
+  *_, redone = eval_lib.load_checkpoint(tmp_path / "c", 4)  # the redone step 4 reads
+  assert redone == 4
 
 
 def test_kill_9_then_same_command_resumes(data_dir, tmp_path):

@@ -20,6 +20,8 @@ import tensorflow_datasets as tfds
 from spin_jax.data import records, spin_format
 
 VERSION = tfds.core.Version("1.0.0")
+BUILD_REPORT = "build_report.json"  # spin_format: annotation file, its rows, skipped rows
+EXPORTS = "exports.json"  # keypoint files exported for the fitter (`build export`)
 DEFAULT_MARGIN = 1.5
 
 
@@ -182,3 +184,25 @@ def open_source(data_dir, name: str, split: str):
 def split_sizes(data_dir, name: str) -> dict[str, int]:
   builder = tfds.builder_from_directory(str(dataset_dir(data_dir, name)))
   return {k: int(v.num_examples) for k, v in builder.info.splits.items()}
+
+
+def read_json(path: Path, default):
+  import json
+
+  return json.loads(path.read_text()) if path.is_file() else default
+
+
+def annotation_identities(data_dir, name: str, split: str) -> list[dict]:
+  """The files whose rows a prepared split's records index, each {"file", "sha256"}: the
+  annotation npz a `spin_format` dataset was built from (its `build_report.json`) and the
+  keypoint files exported from the split for the fitter (`build export`, `exports.json`).
+  A fits file is for this split only if it was made from one of them."""
+  path = dataset_dir(data_dir, name)
+  out = []
+  report = read_json(path / BUILD_REPORT, {})
+  if "annotation_sha256" in report:
+    out.append({"file": report["annotation_file"], "sha256": report["annotation_sha256"]})
+  for e in read_json(path / EXPORTS, []):
+    if e["split"] == split:
+      out.append({"file": e["file"], "sha256": e["sha256"]})
+  return out
