@@ -80,11 +80,21 @@ def _chunk_path(work_dir: Path, k: int) -> Path:
   return work_dir / f"chunk_{k:06d}.npz"
 
 
-def _valid_chunk(path: Path, run_id: str) -> bool:
+def _chunk_rows(k: int, chunk: int, num_examples: int) -> slice:
+  return slice(k * chunk, min((k + 1) * chunk, num_examples))
+
+
+def _valid_chunk(path: Path, run_id: str, rows: slice) -> bool:
+  """A finished chunk of this run holding exactly the examples `rows` (a chunk written with
+  another chunk size, e.g. after a lost manifest, is not valid: it would duplicate rows)."""
   try:
     with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as d:
-      return str(d["run_id"]) == run_id
-  except Exception:  # missing, truncated or corrupt: refit it
+      return (
+        str(d["run_id"]) == run_id
+        and int(d["start"]) == rows.start
+        and len(d["loss"]) == rows.stop - rows.start
+      )
+  except Exception:  # missing, truncated, corrupt or from before chunks had a start: refit it
     return False
 
 
@@ -94,6 +104,8 @@ def fit_chunks(
   """Fits every chunk k with k % n == i (shard (i, n)) that is not already in work_dir."""
   if len(examples) == 0:
     raise SystemExit("the inputs hold no examples.")
+  if chunk <= 0:
+    raise ValueError(f"chunk size {chunk}: must be a positive number of examples")
   devices = jax.local_devices()
   run_id = _run_id(examples, options, model, prior)
   work_dir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +132,8 @@ def fit_chunks(
   todo = [
     k
     for k in range(num_chunks)
-    if k % shard[1] == shard[0] and not _valid_chunk(_chunk_path(work_dir, k), run_id)
+    if k % shard[1] == shard[0]
+    and not _valid_chunk(_chunk_path(work_dir, k), run_id, _chunk_rows(k, chunk, len(examples)))
   ]
   mesh = Mesh(np.asarray(devices), ("data",))
   sharding = NamedSharding(mesh, PartitionSpec("data"))
@@ -134,7 +147,7 @@ def fit_chunks(
   )
   start = time.perf_counter()
   for k in todo:
-    sl = slice(k * chunk, min((k + 1) * chunk, len(examples)))
+    sl = _chunk_rows(k, chunk, len(examples))
     kp = examples.keypoints[sl]
     ok = examples.reason[sl] == ""
     n = len(kp)
@@ -151,6 +164,7 @@ def fit_chunks(
     data_io.write_npz_atomic(
       _chunk_path(work_dir, k),
       run_id=np.asarray(run_id),
+      start=np.asarray(sl.start),
       pose=np.concatenate([p.global_orient, p.body_pose], -1)[:n],
       betas=np.asarray(p.betas[:n]),
       cam_t=np.asarray(p.cam_t[:n]),
@@ -159,6 +173,7 @@ def fit_chunks(
       success=success,
       reason=reason.astype(str),
       source=examples.source[sl],
+      source_sha256=examples.source_sha256[sl],
       index=examples.index[sl],
     )
     bar.update(chunk)
@@ -172,9 +187,12 @@ def merge(work_dir: Path, out: Path) -> dict:
   if not (work_dir / "manifest.json").is_file():
     raise SystemExit(f"cannot merge: {work_dir} holds no run (no manifest.json); fit first.")
   info = json.loads((work_dir / "manifest.json").read_text())
-  num_chunks = -(-info["num_examples"] // info["chunk"])
+  n, chunk = int(info["num_examples"]), int(info["chunk"])
+  num_chunks = -(-n // chunk)
   missing = [
-    k for k in range(num_chunks) if not _valid_chunk(_chunk_path(work_dir, k), info["run_id"])
+    k
+    for k in range(num_chunks)
+    if not _valid_chunk(_chunk_path(work_dir, k), info["run_id"], _chunk_rows(k, chunk, n))
   ]
   if missing:
     raise SystemExit(
@@ -182,10 +200,31 @@ def merge(work_dir: Path, out: Path) -> dict:
       f"(first missing: {missing[:5]}); run the remaining shards first."
     )
   parts = [data_io.read_fits(_chunk_path(work_dir, k)) for k in range(num_chunks)]
-  merged = {key: np.concatenate([p[key] for p in parts]) for key in data_io.FIT_KEYS}
+  starts = [int(p["start"]) for p in parts]
+  covered = np.concatenate([np.arange(s, s + len(p["loss"])) for s, p in zip(starts, parts)])
+  if len(covered) != n or np.any(covered != np.arange(n)):
+    raise SystemExit(
+      f"cannot merge: the chunks in {work_dir} hold {len(covered)} rows for {n} examples, not "
+      "each example exactly once; delete the folder and fit again."
+    )
+  keys = data_io.FIT_KEYS + tuple(
+    k for k in data_io.OPTIONAL_FIT_KEYS if all(k in p for p in parts)
+  )
+  merged = {key: np.concatenate([p[key] for p in parts]) for key in keys}
   out.parent.mkdir(parents=True, exist_ok=True)
   data_io.write_npz_atomic(out, **merged)
   return merged
+
+
+def _parse_shard(ap, text: str) -> tuple[int, int]:
+  parts = text.split("/")
+  try:
+    i, n = (int(x) for x in parts)
+  except ValueError:
+    ap.error(f"--shard {text}: expected i/n, two integers with 0 <= i < n (e.g. 0/4)")
+  if not 0 <= i < n:
+    ap.error(f"--shard {text}: expected i/n with 0 <= i < n (e.g. 0/4)")
+  return i, n
 
 
 def main(argv=None):
@@ -231,6 +270,15 @@ def main(argv=None):
   ap.add_argument("--no-progress", action="store_true")
   args = ap.parse_args(argv)
 
+  if args.chunk_size <= 0:
+    ap.error(f"--chunk-size {args.chunk_size}: must be a positive number of examples")
+  if args.num_iters is not None and args.num_iters <= 0:
+    ap.error(f"--num-iters {args.num_iters}: must be positive (omit it for the default)")
+  if not (np.isfinite(args.step_size) and args.step_size > 0):
+    ap.error(f"--step-size {args.step_size}: must be a positive number")
+  shard = (0, 1)
+  if args.shard and not args.distributed:
+    shard = _parse_shard(ap, args.shard)
   out = Path(args.out)
   work_dir = Path(args.work_dir) if args.work_dir else out.with_name(out.name + ".parts")
   if args.merge:
@@ -244,13 +292,6 @@ def main(argv=None):
       process_id=args.process_id,
     )
     shard = (jax.process_index(), jax.process_count())
-  elif args.shard:
-    i, n = (int(x) for x in args.shard.split("/"))
-    if not 0 <= i < n:
-      raise SystemExit(f"--shard {args.shard}: expected i/n with 0 <= i < n.")
-    shard = (i, n)
-  else:
-    shard = (0, 1)
 
   try:
     examples = data_io.read_inputs(args.input)
@@ -260,7 +301,7 @@ def main(argv=None):
     raise SystemExit(f"error: {err}") from err
   # Default chosen by benchmarks/smplify.py from this start: Adam 50+50 at lr 0.03 beat SPIN's
   # 100+100 at 0.01 in time, loss and PA-MPJPE; LM 20+20 ends ~1 mm better at 10x the time.
-  iters = args.num_iters or (50 if args.solver == "adam" else 20)
+  iters = args.num_iters if args.num_iters is not None else (50 if args.solver == "adam" else 20)
   options = smplify.SmplifyOptions(
     solver=args.solver,
     num_iters=iters,

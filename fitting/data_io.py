@@ -14,7 +14,8 @@ records a failure for it and goes on).
 
 Fits files (`write_fits`) hold pose (N, 72) axis-angle, betas (N, S), cam_t (N, 3), loss (N,),
 joint_error_px (N, 49), success (N,), reason (N,), and `source` / `index` naming each input
-example; the trainer loads them as its initial fits dictionary.
+example, with `source_sha256`, the sha256 of that input file, so that a fits file is only used
+for the data it was made from; the trainer loads them as its initial fits dictionary.
 """
 
 import dataclasses
@@ -38,6 +39,7 @@ class Examples:
   reason: np.ndarray  # (N,) str, "" when fittable
   source: np.ndarray  # (N,) str, file each example came from
   index: np.ndarray  # (N,) int, index within that file
+  source_sha256: np.ndarray  # (N,) str, sha256 of that file's bytes (its identity)
 
   def __len__(self):
     return len(self.keypoints)
@@ -78,10 +80,28 @@ def check_examples(kp: np.ndarray) -> np.ndarray:
   return reasons.astype(str)
 
 
-def _examples(kp, reasons, source, n):
+def _examples(kp, reasons, source, n, sha256):
   return Examples(
-    kp.astype(np.float32), reasons.astype(str), np.full(n, str(source)), np.arange(n)
+    kp.astype(np.float32),
+    reasons.astype(str),
+    np.full(n, str(source)),
+    np.arange(n),
+    np.full(n, sha256),
   )
+
+
+def _box_reasons(center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+  """Per-row reason why a crop box is unusable ("" if it is fine)."""
+  reasons = np.full(len(scale), "", dtype=object)
+  for i in range(len(scale)):
+    if not np.all(np.isfinite(center[i])):
+      reasons[i] = f"center is {center[i].tolist()}: it must be a finite pixel position"
+    elif not (np.isfinite(scale[i]) and scale[i] > 0):
+      reasons[i] = (
+        f"scale is {float(scale[i])}: SPIN's scale is the person box side / 200 px and must "
+        "be positive and finite"
+      )
+  return reasons
 
 
 def read_spin_npz(path: str | os.PathLike) -> Examples:
@@ -96,13 +116,25 @@ def read_spin_npz(path: str | os.PathLike) -> Examples:
       raise ValueError(f"{path}: SPIN npz files need '{key}' (and 'part' and/or 'openpose').")
   if "part" not in arrays and "openpose" not in arrays:
     raise ValueError(f"{path}: no keypoints: SPIN npz files need 'part' and/or 'openpose'.")
+  for key in ("center", "scale", "part", "openpose"):
+    a = arrays.get(key)
+    if a is not None and not (np.issubdtype(a.dtype, np.number) and a.ndim >= 1):
+      raise ValueError(
+        f"{path}: '{key}' is a {a.ndim}-d array of {a.dtype}; expected numbers of shape "
+        f"{dict(center='(N, 2)', scale='(N,)', part='(N, 24, 3)', openpose='(N, 25, 3)')[key]}."
+      )
   n = len(arrays["center"])
-  reasons = np.full(n, "", dtype=object)
   if arrays["center"].shape != (n, 2) or arrays["scale"].reshape(-1).shape != (n,):
     raise ValueError(
       f"{path}: center has shape {arrays['center'].shape} and scale "
       f"{arrays['scale'].shape}; expected (N, 2) and (N,)."
     )
+  center = arrays["center"].astype(np.float64)
+  scale = arrays["scale"].reshape(-1).astype(np.float64)
+  reasons = _box_reasons(center, scale)
+  good = reasons == ""
+  center = np.where(good[:, None], center, 0.0)  # bad boxes: no keypoints, not fitted
+  scale = np.where(good, scale, 1.0)
   kp = np.zeros((n, 49, 3), np.float32)
   for key, rows, width in (("openpose", slice(0, 25), 25), ("part", slice(25, 49), 24)):
     if key not in arrays:
@@ -111,10 +143,10 @@ def read_spin_npz(path: str | os.PathLike) -> Examples:
     if a.shape != (n, width, 3):
       reasons[:] = f"{key} has shape {a.shape}, expected ({n}, {width}, 3)"
       continue
-    kp[:, rows] = to_crop(a, arrays["center"], arrays["scale"].reshape(-1))
+    kp[:, rows] = to_crop(a, center, scale) * good[:, None, None]
   checked = check_examples(kp)
   reasons = np.where(reasons == "", checked, reasons)
-  return _examples(kp, reasons, path.name, n)
+  return _examples(kp, reasons, path.name, n, file_sha256(path))
 
 
 def read_openpose_person(path: str | os.PathLike) -> np.ndarray:
@@ -155,8 +187,9 @@ def read_openpose_dir(path: str | os.PathLike) -> Examples:
     kp[i, :25] = to_crop(best[None], center[None], np.asarray([max(scale, 1e-3)]))[0]
   checked = check_examples(kp)
   reasons = np.where(reasons == "", checked, reasons)
-  ex = _examples(kp, reasons, path.name, len(files))
+  ex = _examples(kp, reasons, path.name, len(files), "")
   ex.source = np.asarray([f"{path.name}/{f.name}" for f in files])
+  ex.source_sha256 = np.asarray([file_sha256(f) for f in files])
   ex.index = np.zeros(len(files), np.int64)
   return ex
 
@@ -187,6 +220,7 @@ FIT_KEYS = (
   "source",
   "index",
 )
+OPTIONAL_FIT_KEYS = ("source_sha256",)  # absent in fits files written before it was recorded
 
 
 _UMASK = os.umask(0)  # read once, at import (os.umask can only be read by setting it)

@@ -15,6 +15,7 @@ All priors act on the 69-D body pose (axis-angle of the 23 non-root joints, SMPL
 import dataclasses
 import functools
 import os
+import zipfile
 import pickle
 from importlib import resources
 from pathlib import Path
@@ -183,13 +184,19 @@ def load_gmm(path: str | os.PathLike | None = None) -> GmmPrior:
       "fitting.priors.load_gmm() gives the open default prior."
     )
   if path.suffix == ".npz":
-    with open(path, "rb") as fh, np.load(fh) as d:
-      params = {k: d[k] for k in ("means", "covars", "weights")}
+    try:
+      with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as d:
+        params = {k: d[k] for k in ("means", "covars", "weights") if k in d.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+      raise ValueError(f"{path} is not a readable GMM npz ({type(err).__name__}: {err})") from err
   else:
     params = _read_gmm_pickle(path)
   missing = [k for k in ("means", "covars", "weights") if params.get(k) is None]
   if missing:
-    raise ValueError(f"{path}: GMM file lacks {missing}.")
+    raise ValueError(
+      f"{path}: GMM file lacks {missing}; a GMM needs means (K, 69), covars (K, 69, 69) and "
+      "weights (K,) (fitting.priors.save_gmm writes them)."
+    )
   return gmm_from_params(params["means"], params["covars"], params["weights"])
 
 

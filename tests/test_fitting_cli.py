@@ -1,5 +1,6 @@
 """The dataset fitter end to end on small synthetic inputs: bad examples, resume, shards, merge."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -58,6 +59,8 @@ def test_fits_with_failures_recorded_and_resumes(spin_npz, tmp_path):
   good = np.delete(np.arange(20), [3, 4, 5, 6])
   assert fits["success"][good].mean() > 0.8
   assert np.all(np.isfinite(fits["pose"])) and np.all(np.isfinite(fits["loss"]))
+  # Each row names its input's content, so the fits cannot be used for other data.
+  assert set(fits["source_sha256"]) == {hashlib.sha256(spin_npz.read_bytes()).hexdigest()}
   # Interrupted run: drop one chunk; the rerun refits only that one.
   parts = out.with_name(out.name + ".parts")
   stamps = {p.name: p.stat().st_mtime_ns for p in parts.glob("chunk_*.npz")}
