@@ -15,8 +15,8 @@ All priors act on the 69-D body pose (axis-angle of the 23 non-root joints, SMPL
 import dataclasses
 import functools
 import os
-import zipfile
 import pickle
+import zipfile
 from importlib import resources
 from pathlib import Path
 
