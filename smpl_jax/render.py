@@ -94,6 +94,8 @@ def rasterize(screen: np.ndarray, faces: np.ndarray, height: int, width: int) ->
   cx, cy = px + 0.5, py + 0.5
   bary = [a[owner] * cx + b[owner] * cy + c[owner] for a, b, c in coef]
   inside = (bary[0] >= 0) & (bary[1] >= 0) & (bary[2] >= 0)
+  if not inside.any():  # no pixel centre in any face (a tiny or far-away mesh): background
+    return out
   owner, px, py = owner[inside], px[inside], py[inside]
   # Perspective-correct: 1/z is affine in screen space, attributes are weighted by 1/z.
   w = [b[inside] / z[i][owner] for i, b in enumerate(bary)]

@@ -13,9 +13,10 @@ SMPLify (100 + 100 Adam steps) from that prediction on the OpenPose keypoints. -
 starts the fit from the regressor's mean parameters instead of a prediction.
 
 Writes, in --out: `<name>_mesh.png` (the mesh over the photo, and the mesh turned 90 degrees
-about the vertical axis: a side view), `<name>.obj` (camera frame, metres), and
-`<name>_params.json` (pose as 24 axis-angle vectors, betas, camera translation, and the
-camera that projects the mesh into the photo: focal length and principal point in pixels).
+about the vertical axis: a side view; photos larger than 1920 px on their long side are drawn
+scaled down to it), `<name>.obj` (camera frame, metres), and `<name>_params.json` (pose as 24
+axis-angle vectors, betas, camera translation, and the camera that projects the mesh into the
+photo: focal length and principal point in the photo's own pixels).
 """
 
 import argparse
@@ -64,6 +65,8 @@ def crop_from_keypoints(kp: np.ndarray) -> Crop:
 
 def crop_from_bbox(bbox) -> Crop:
   x, y, w, h = (float(v) for v in bbox)
+  if not np.all(np.isfinite([x, y, w, h])):
+    raise ValueError(f"bounding box {bbox}: x, y, w and h must be finite numbers")
   if not (w > 0 and h > 0):
     raise ValueError(f"bounding box {bbox}: width and height must be positive ([x, y, w, h])")
   return Crop((x + w / 2.0, y + h / 2.0), max(w, h) / 200.0)
@@ -85,6 +88,22 @@ def read_bbox(arg: str):
   if len(bbox) != 4:
     raise ValueError(f"bounding box {bbox} must have 4 numbers: x, y, w, h")
   return bbox
+
+
+def check_crop_in_image(crop: Crop, size: tuple[int, int]) -> None:
+  """Refuses a crop box that does not overlap the photo (the network would see a black
+  square) and warns when most of it lies outside."""
+  w, h = size
+  half = crop.side / 2.0
+  (cx, cy) = crop.center
+  ix = max(0.0, min(cx + half, w) - max(cx - half, 0.0))
+  iy = max(0.0, min(cy + half, h) - max(cy - half, 0.0))
+  box = f"the person box (centre {cx:.1f}, {cy:.1f}, side {crop.side:.1f} px)"
+  if ix * iy <= 0:
+    raise ValueError(f"{box} lies outside the {w} x {h} photo; check --bbox or the keypoints")
+  inside = ix * iy / crop.side**2
+  if inside < 0.5:
+    print(f"warning: only {100 * inside:.0f} % of {box} lies inside the {w} x {h} photo")
 
 
 def crop_image(image: Image.Image, crop: Crop, res: int) -> np.ndarray:
@@ -164,8 +183,22 @@ def side_view(vertices: np.ndarray, size: tuple[int, int]):
   return v, focal, (w / 2.0, h / 2.0)
 
 
-def draw(image: Image.Image, vertices, faces, focal, center, kp25=None) -> Image.Image:
-  """[photo with the mesh blended over it | side view on white], side by side."""
+MAX_SIDE = 1920  # pictures are drawn at most this many pixels on the photo's long side
+
+
+def draw(
+  image: Image.Image, vertices, faces, focal, center, kp25=None, max_side: int = MAX_SIDE
+) -> Image.Image:
+  """[photo with the mesh blended over it | side view on white], side by side, each panel the
+  photo's size or, for a larger photo, scaled down to `max_side` pixels on its long side (the
+  camera and keypoints scaled with it): memory stays bounded whatever the photo's size."""
+  s = min(1.0, max_side / max(image.size))
+  if s < 1.0:
+    size = (max(1, round(image.size[0] * s)), max(1, round(image.size[1] * s)))
+    image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    focal, center = focal * s, (center[0] * s, center[1] * s)
+    if kp25 is not None:
+      kp25 = np.concatenate([kp25[:, :2] * s, kp25[:, 2:]], 1)
   w, h = image.size
   photo = np.asarray(image, np.float64)
   rgb, mask = render.render(vertices, faces, focal, center, (h, w), color=(0.55, 0.7, 0.95))
@@ -214,6 +247,11 @@ def run(
   try:
     with Image.open(image_path) as im:
       image = im.convert("RGB")
+  except Image.DecompressionBombError as err:  # not an OSError
+    raise ValueError(
+      f"cannot read the photo {image_path}: {err} (PIL's limit, PIL.Image.MAX_IMAGE_PIXELS, "
+      "guards against decompression bombs; raise it if you trust the file)"
+    ) from err
   except (OSError, ValueError) as err:
     raise ValueError(f"cannot read the photo {image_path}: {err}") from err
   kp25 = None
@@ -231,6 +269,7 @@ def run(
   else:
     w, h = image.size
     crop = Crop((w / 2.0, h / 2.0), max(w, h) / 200.0)
+  check_crop_in_image(crop, image.size)
   if (fit or not workdir) and kp25 is None:
     raise ValueError("SMPLify needs 2D keypoints: give --openpose with --fit / --no_network")
 

@@ -128,6 +128,11 @@ def load_image(path: Path, where: str) -> Image.Image:
     with Image.open(path) as im:
       im.load()  # decodes fully: a truncated file fails here, not later in training
       return im.convert("RGB")
+  except Image.DecompressionBombError as e:  # not an OSError: a whole build would stop
+    raise DataError(
+      f"{where}: image {path} is larger than PIL's decompression-bomb limit ({e}); raise "
+      "PIL.Image.MAX_IMAGE_PIXELS if the file is trusted, or skip it with --skip_bad"
+    ) from e
   except OSError as e:
     raise DataError(f"{where}: image {path} is unreadable or truncated ({e})") from e
 
