@@ -347,9 +347,11 @@ def overlay_images(cfg, body, eval_graphdef, state, batch, n=4) -> np.ndarray:
 def on_sigterm():
   """Yields an Event set when SIGTERM arrives (TPU / Slurm preemption), so the loop can save
   and exit between steps; the previous handler comes back afterwards. Outside the main thread
-  (where handlers cannot be installed) the event is never set."""
+  (where handlers cannot be installed) and with many processes the event is never set."""
   stop = threading.Event()
-  if threading.current_thread() is not threading.main_thread():
+  # Many hosts would each stop at their own step and save alone (a collective save needs all
+  # of them at one step): there, preemption falls back to the last interval checkpoint.
+  if threading.current_thread() is not threading.main_thread() or jax.process_count() > 1:
     yield stop
     return
   previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
