@@ -276,6 +276,11 @@ def main(argv=None):
     ap.error(f"--num-iters {args.num_iters}: must be positive (omit it for the default)")
   if not (np.isfinite(args.step_size) and args.step_size > 0):
     ap.error(f"--step-size {args.step_size}: must be a positive number")
+  if not (np.isfinite(args.interpenetration_weight) and args.interpenetration_weight >= 0):
+    ap.error(
+      f"--interpenetration-weight {args.interpenetration_weight}: must be 0 (off) or a positive "
+      "number"
+    )
   shard = (0, 1)
   if args.shard and not args.distributed:
     shard = _parse_shard(ap, args.shard)

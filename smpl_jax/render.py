@@ -8,7 +8,9 @@ milliseconds each on the full open model.
 
 Conventions: camera frame as in `smpl_jax.camera` (x right, y down, z forward, metres); pixel
 (u, v) covers [u, u + 1) x [v, v + 1) and is sampled at its centre; depth is camera z,
-interpolated perspective-correctly. Faces with a vertex at z <= 0 are dropped.
+interpolated perspective-correctly. Faces with a vertex at z <= 0 are dropped. A mesh that
+covers no pixel centre (far away, sub-pixel, off-screen or behind the camera) gives empty
+fragments: an all-background image and an empty silhouette, not an error.
 """
 
 import dataclasses
@@ -33,7 +35,9 @@ class Fragments:
 def project(vertices: np.ndarray, focal: float, center) -> np.ndarray:
   """(V, 3) camera-frame points -> (V, 3) rows (u, v, z) in pixels and metres."""
   z = vertices[:, 2]
-  uv = focal * vertices[:, :2] / z[:, None] + np.asarray(center, np.float64)
+  # Points at z = 0 project to inf / nan; `rasterize` drops every face that has one.
+  with np.errstate(divide="ignore", invalid="ignore"):
+    uv = focal * vertices[:, :2] / z[:, None] + np.asarray(center, np.float64)
   return np.concatenate([uv, z[:, None]], axis=1)
 
 
@@ -55,12 +59,15 @@ def rasterize(screen: np.ndarray, faces: np.ndarray, height: int, width: int) ->
   # Column-wise (F,) arrays: numpy reduces over a short trailing axis slowly.
   cols = [[screen[faces[:, v], c] for v in range(3)] for c in range(3)]
   (x0, x1, x2), (y0, y1, y2), (z0, z1, z2) = cols
-  area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
-  lox = np.maximum(np.floor(np.minimum(np.minimum(x0, x1), x2) - 0.5), 0)
-  loy = np.maximum(np.floor(np.minimum(np.minimum(y0, y1), y2) - 0.5), 0)
-  sx = np.minimum(np.ceil(np.maximum(np.maximum(x0, x1), x2) - 0.5), width - 1) - lox + 1
-  sy = np.minimum(np.ceil(np.maximum(np.maximum(y0, y1), y2) - 0.5), height - 1) - loy + 1
-  keep = (z0 > 0) & (z1 > 0) & (z2 > 0) & (area != 0) & np.isfinite(area) & (sx > 0) & (sy > 0)
+  # Faces with a vertex at or behind the camera plane may hold inf / nan here; they are dropped.
+  with np.errstate(invalid="ignore", over="ignore"):
+    area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+    lox = np.maximum(np.floor(np.minimum(np.minimum(x0, x1), x2) - 0.5), 0)
+    loy = np.maximum(np.floor(np.minimum(np.minimum(y0, y1), y2) - 0.5), 0)
+    sx = np.minimum(np.ceil(np.maximum(np.maximum(x0, x1), x2) - 0.5), width - 1) - lox + 1
+    sy = np.minimum(np.ceil(np.maximum(np.maximum(y0, y1), y2) - 0.5), height - 1) - loy + 1
+    keep = (z0 > 0) & (z1 > 0) & (z2 > 0) & (area != 0) & np.isfinite(area)
+    keep &= (sx > 0) & (sy > 0)
   fid = np.flatnonzero(keep)
   if len(fid) == 0:
     return out
@@ -78,38 +85,63 @@ def rasterize(screen: np.ndarray, faces: np.ndarray, height: int, width: int) ->
         (x[j] * y[k] - x[k] * y[j]) * inv_area,
       )
     )
-  # Candidates: every pixel of every face's bounding box, one group per box size.
+  # Candidates: every pixel of every face's bounding box, one group per box size, tested in
+  # chunks of about CHUNK candidates so that memory stays bounded however large the faces.
   key = sx * (height + width + 1) + sy
   order = np.argsort(key, kind="stable")
   sorted_key = key[order]
   bounds = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1], True])
-  owner, px, py = [], [], []
+  pending, count = [], 0
   for s, e in zip(bounds[:-1], bounds[1:]):
     group = order[s:e]
     bw, bh = sx[group[0]], sy[group[0]]
-    owner.append(np.repeat(group, bw * bh))
-    px.append((lox[group, None] + np.tile(np.arange(bw), bh)).ravel())
-    py.append((loy[group, None] + np.repeat(np.arange(bh), bw)).ravel())
-  owner, px, py = np.concatenate(owner), np.concatenate(px), np.concatenate(py)
+    step = max(1, CHUNK // (bw * bh))
+    for g in range(0, len(group), step):
+      pending.append((group[g : g + step], bw, bh))
+      count += len(pending[-1][0]) * bw * bh
+      if count >= CHUNK:
+        _zbuffer_chunk(out, pending, fid, lox, loy, coef, z, width)
+        pending, count = [], 0
+  if pending:
+    _zbuffer_chunk(out, pending, fid, lox, loy, coef, z, width)
+  return out
+
+
+CHUNK = 1 << 20  # candidate (face, pixel) pairs tested at once: ~100 MB of temporaries
+
+
+def _zbuffer_chunk(out: Fragments, pending, fid, lox, loy, coef, z, width) -> None:
+  """Tests one chunk of candidates and keeps, per pixel, the nearest of this chunk and `out`
+  (ties go to `out`, i.e. to the earlier chunk, as one stable sort over all would)."""
+  owner = np.concatenate([np.repeat(group, bw * bh) for group, bw, bh in pending])
+  px = np.concatenate(
+    [(lox[group, None] + np.tile(np.arange(bw), bh)).ravel() for group, bw, bh in pending]
+  )
+  py = np.concatenate(
+    [(loy[group, None] + np.repeat(np.arange(bh), bw)).ravel() for group, bw, bh in pending]
+  )
   cx, cy = px + 0.5, py + 0.5
   bary = [a[owner] * cx + b[owner] * cy + c[owner] for a, b, c in coef]
+  del cx, cy
   inside = (bary[0] >= 0) & (bary[1] >= 0) & (bary[2] >= 0)
   if not inside.any():  # no pixel centre in any face (a tiny or far-away mesh): background
-    return out
+    return
   owner, px, py = owner[inside], px[inside], py[inside]
   # Perspective-correct: 1/z is affine in screen space, attributes are weighted by 1/z.
   w = [b[inside] / z[i][owner] for i, b in enumerate(bary)]
+  del bary, inside
   depth = 1.0 / (w[0] + w[1] + w[2])
   w = np.stack(w, axis=1)
-  # z-buffer: nearest candidate per pixel.
+  # z-buffer: nearest candidate per pixel, then only where it is nearer than earlier chunks.
   pixel = py * width + px
   order = np.lexsort((depth, pixel))
   first = order[np.r_[True, pixel[order][1:] != pixel[order][:-1]]]
   ys, xs = py[first], px[first]
+  nearer = depth[first] < out.depth[ys, xs]
+  first, ys, xs = first[nearer], ys[nearer], xs[nearer]
   out.face[ys, xs] = fid[owner[first]]
   out.bary[ys, xs] = w[first] * depth[first, None]
   out.depth[ys, xs] = depth[first]
-  return out
 
 
 def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -138,8 +170,13 @@ def render(
   centres = vertices[faces].mean(axis=1)
   facing = np.where(np.sum(normals * centres, axis=1, keepdims=True) > 0, -normals, normals)
   shade = 0.25 + 0.75 * np.clip(facing @ light, 0.0, 1.0)
-  img = np.empty((height, width, 3))
-  img[:] = background
+  # Straight to uint8, background and covered pixels apart: no float image of the full size.
+  img = np.empty((height, width, 3), np.uint8)
+  img[:] = _to_uint8(np.asarray(background, np.float64))
   mask = frags.mask
-  img[mask] = shade[frags.face[mask], None] * np.asarray(color)
-  return (np.clip(img, 0, 1) * 255).round().astype(np.uint8), mask
+  img[mask] = _to_uint8(shade[frags.face[mask], None] * np.asarray(color, np.float64))
+  return img, mask
+
+
+def _to_uint8(rgb: np.ndarray) -> np.ndarray:
+  return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)

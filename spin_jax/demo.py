@@ -7,22 +7,28 @@
 The person is cropped by SPIN's demo rules (SPIN_SPEC 9): from an OpenPose JSON, the centre is
 the mean of the keypoints with confidence > 0.2 and the box side 1.2 x their larger extent; from
 a bounding box [x, y, w, h] (a JSON file {"bbox": [...]}, as SPIN's demo reads, or "x,y,w,h"),
-its centre and larger side; with neither, the whole image. The regressor (a training run's
-newest checkpoint, --workdir) predicts SMPL and a camera for the crop; --fit then runs SPIN's
-SMPLify (100 + 100 Adam steps) from that prediction on the OpenPose keypoints. --no_network
-starts the fit from the regressor's mean parameters instead of a prediction.
+its centre and larger side; with neither, the whole image. A box that misses the photo is
+refused and one mostly outside it is warned about (the crop is black outside the photo). The
+regressor (a training run's newest checkpoint, --workdir) predicts SMPL and a camera for the
+crop; --fit then runs SPIN's SMPLify (100 + 100 Adam steps) from that prediction on the OpenPose
+keypoints. --no_network starts the fit from the regressor's mean parameters instead of a
+prediction. Any photo size works, down to 1 x 1 px: the crop is resized to the network's input
+either way (a tiny photo gives a blurry crop, not an error), and a mesh that covers no pixel
+centre leaves the photo in the overlay uncovered.
 
 Writes, in --out: `<name>_mesh.png` (the mesh over the photo, and the mesh turned 90 degrees
-about the vertical axis: a side view; photos larger than 1920 px on their long side are drawn
-scaled down to it), `<name>.obj` (camera frame, metres), and `<name>_params.json` (pose as 24
-axis-angle vectors, betas, camera translation, and the camera that projects the mesh into the
-photo: focal length and principal point in the photo's own pixels).
+about the vertical axis: a side view; photos larger than --max_side = 1920 px on their long
+side are drawn scaled down to it, so memory stays bounded), `<name>.obj` (camera frame,
+metres), and `<name>_params.json` (pose as 24 axis-angle vectors, betas, camera translation,
+and the camera that projects the mesh into the photo: focal length and principal point in the
+photo's own pixels, whatever the picture's size).
 """
 
 import argparse
 import dataclasses
 import io
 import json
+import math
 from pathlib import Path
 
 import jax
@@ -194,21 +200,26 @@ def draw(
   camera and keypoints scaled with it): memory stays bounded whatever the photo's size."""
   s = min(1.0, max_side / max(image.size))
   if s < 1.0:
-    size = (max(1, round(image.size[0] * s)), max(1, round(image.size[1] * s)))
-    image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    w, h = image.size
+    size = (max(1, math.floor(w * s + 1e-9)), max(1, math.floor(h * s + 1e-9)))
+    # The source box is `size / s`, not the whole photo: one scale for both axes, exactly,
+    # whatever the rounding (at most a pixel of the photo's edge is left out).
+    box = (0.0, 0.0, size[0] / s, size[1] / s)
+    image = image.resize(size, Image.Resampling.BILINEAR, box=box, reducing_gap=2.0)
     focal, center = focal * s, (center[0] * s, center[1] * s)
     if kp25 is not None:
       kp25 = np.concatenate([kp25[:, :2] * s, kp25[:, 2:]], 1)
   w, h = image.size
-  photo = np.asarray(image, np.float64)
+  photo = np.asarray(image)  # uint8; only the covered pixels are blended in float
   rgb, mask = render.render(vertices, faces, focal, center, (h, w), color=(0.55, 0.7, 0.95))
-  over = photo.copy()
-  over[mask] = 0.35 * photo[mask] + 0.65 * rgb[mask]
+  over = np.array(photo)
+  over[mask] = (0.35 * photo[mask] + 0.65 * rgb[mask]).round().astype(np.uint8)
+  del rgb
   sv, sf, sc = side_view(vertices, (h, w))
   side, _ = render.render(
     sv, faces, sf, sc, (h, w), color=(0.55, 0.7, 0.95), background=(1.0, 1.0, 1.0)
   )
-  left = Image.fromarray(over.round().astype(np.uint8))
+  left = Image.fromarray(over)
   if kp25 is not None:
     d = ImageDraw.Draw(left)
     r = max(2.0, 0.006 * max(w, h))
@@ -242,7 +253,10 @@ def run(
   workdir: str | None = "outputs/train",
   fit: bool = False,
   body_model: str = "",
+  max_side: int = MAX_SIDE,
 ) -> dict:
+  if not max_side >= 1:
+    raise ValueError(f"--max_side {max_side}: the picture needs at least 1 pixel a side")
   image_path = Path(img)
   try:
     with Image.open(image_path) as im:
@@ -305,7 +319,7 @@ def run(
     raise FloatingPointError("the estimate is not finite; nothing written")
   focal, center = photo_camera(crop)
   faces = np.asarray(body.faces)
-  picture = draw(image, verts, faces, focal, center, kp25)
+  picture = draw(image, verts, faces, focal, center, kp25, max_side)
 
   out_dir = Path(out)
   out_dir.mkdir(parents=True, exist_ok=True)
@@ -337,6 +351,9 @@ def main(argv=None):
   ap.add_argument("--fit", action="store_true", help="refine with SMPLify (needs --openpose)")
   ap.add_argument("--body_model", default="", help="SMPL .pkl/.npz (default: the open model)")
   ap.add_argument("--out", default="outputs/demo")
+  ap.add_argument(
+    "--max_side", type=int, default=MAX_SIDE, help="the picture's long side at most (px)"
+  )
   args = ap.parse_args(argv)
   try:
     return run(
@@ -347,6 +364,7 @@ def main(argv=None):
       None if args.no_network else args.workdir,
       args.fit,
       args.body_model,
+      args.max_side,
     )
   except (ValueError, FileNotFoundError) as err:
     raise SystemExit(f"error: {err}") from err

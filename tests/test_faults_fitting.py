@@ -56,6 +56,7 @@ def test_merge_refuses_chunks_of_another_chunk_size(tmp_path):
     (["--chunk-size", "-3"], "--chunk-size -3: must be a positive"),
     (["--num-iters", "0"], "--num-iters 0: must be positive"),
     (["--step-size", "nan"], "--step-size nan: must be a positive"),
+    (["--interpenetration-weight", "-1"], "--interpenetration-weight -1.0: must be 0"),
     (["--shard", "abc"], "--shard abc: expected i/n"),
     (["--shard", "1"], "--shard 1: expected i/n"),
     (["--shard", "0/2/3"], "--shard 0/2/3: expected i/n"),
@@ -106,3 +107,32 @@ def test_prior_npz_without_covars_is_named(tmp_path):
   np.savez(tmp_path / "gmm.npz", means=np.zeros((2, 69)), weights=np.ones(2) / 2)
   with pytest.raises(ValueError, match=r"lacks \['covars'\]; a GMM needs means"):
     priors.load_gmm(tmp_path / "gmm.npz")
+
+
+def test_fits_record_the_sha256_of_each_input_file(tmp_path):
+  """Writer side of item 3: every row names its input's bytes (npz: the file; OpenPose: each
+  JSON file), through read_inputs; fits files from before the key still load."""
+  data = tmp_path / "big.bin"
+  data.write_bytes(np.random.default_rng(0).bytes((1 << 20) + 7))  # more than one read block
+  assert data_io.file_sha256(data) == hashlib.sha256(data.read_bytes()).hexdigest()
+  _spin_npz(tmp_path / "a.npz", np.full((2, 2), 100.0), np.array([0.8, 0.8]))
+  people = tmp_path / "clip"
+  people.mkdir()
+  for i in range(2):
+    pose = np.zeros((25, 3))
+    pose[:, :2] = np.random.default_rng(i).uniform(50, 150, (25, 2))
+    pose[:, 2] = 1
+    (people / f"f{i}.json").write_text(
+      json.dumps(dict(people=[dict(pose_keypoints_2d=pose.ravel().tolist())]))
+    )
+  ex = data_io.read_inputs([tmp_path / "a.npz", people])
+  sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+  assert ex.source_sha256.tolist() == [sha(tmp_path / "a.npz")] * 2 + [
+    sha(people / "f0.json"),
+    sha(people / "f1.json"),
+  ]
+  assert "source_sha256" in data_io.OPTIONAL_FIT_KEYS
+  assert "source_sha256" not in data_io.FIT_KEYS
+  old = {k: np.zeros(2) for k in data_io.FIT_KEYS}
+  data_io.write_npz_atomic(tmp_path / "old_fits.npz", **old)
+  assert "source_sha256" not in data_io.read_fits(tmp_path / "old_fits.npz")
