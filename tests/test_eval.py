@@ -46,19 +46,19 @@ def test_protocols_follow_spin():
     eval_lib.evaluate(eval_lib.Source("x", 64, None), "spin_format/pw3d", data_dir="/nonexistent")
 
 
-def _ground_truth_fits(data_dir, path, noise=0.0):
-  """A fits file holding each test example's own pose and betas (+ noise on the pose)."""
+def _ground_truth_fits(data_dir, path, noise=0.0, split="test", **keys):
+  """A fits file holding each example's own pose and betas (+ noise on the pose), keys
+  replaced by `keys`; returns its arrays."""
   from spin_jax.data import builders
 
-  src = builders.open_source(data_dir, "spin_synthetic/tiny", "test")
+  src = builders.open_source(data_dir, "spin_synthetic/tiny", split)
   n = len(src)
   pose, betas = np.zeros((n, 72), np.float32), np.zeros((n, 10), np.float32)
   for k in range(n):
     ex = src[k]
     pose[ex["index"]], betas[ex["index"]] = ex["pose"], ex["betas"]
   pose[:, 3:] += noise * np.random.default_rng(0).standard_normal((n, 69))
-  write_npz_atomic(
-    path,
+  arrays = dict(
     pose=pose,
     betas=betas,
     cam_t=np.zeros((n, 3), np.float32),
@@ -69,6 +69,9 @@ def _ground_truth_fits(data_dir, path, noise=0.0):
     source=np.full(n, "tiny"),
     index=np.arange(n),
   )
+  arrays.update(keys)
+  write_npz_atomic(path, **arrays)
+  return arrays
 
 
 def test_ground_truth_scores_zero_and_noise_does_not(data_dir, tmp_path):

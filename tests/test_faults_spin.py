@@ -16,6 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from test_data import _write_spin_dataset
+from test_eval import _ground_truth_fits
 from test_train import tiny_config
 
 import smpl_jax
@@ -89,29 +90,11 @@ def test_record_outside_its_dataset_rows_is_refused():
 # -- 3: fits for other data ---------------------------------------------------------------------
 
 
-def _fits_of(data_dir, split, path, **extra):
-  """A fits file holding each record's own pose and betas (exact fits)."""
-  src = builders.open_source(data_dir, "spin_synthetic/tiny", split)
-  n = len(src)
-  pose, betas = np.zeros((n, 72), np.float32), np.zeros((n, 10), np.float32)
-  for k in range(n):
-    ex = src[k]
-    pose[ex["index"]], betas[ex["index"]] = ex["pose"], ex["betas"]
-  arrays = dict(
-    pose=pose,
-    betas=betas,
-    cam_t=np.zeros((n, 3), np.float32),
-    loss=np.zeros(n, np.float32),
-    joint_error_px=np.zeros((n, 49), np.float32),
-    success=np.ones(n, bool),
-    reason=np.full(n, ""),
-    source=np.full(n, "coco_2014_train.npz"),
-    source_sha256=np.full(n, "ab" * 32),
-    index=np.arange(n),
-  )
-  arrays.update(extra)
-  write_npz_atomic(path, **arrays)
-  return arrays
+def _fits_of(data_dir, split, path, **keys):
+  """Exact fits of a split, made (by default) from another dataset's file."""
+  n = builders.split_sizes(data_dir, "spin_synthetic/tiny")[split]
+  made_from = dict(source=np.full(n, "coco_2014_train.npz"), source_sha256=np.full(n, "ab" * 32))
+  return _ground_truth_fits(data_dir, path, split=split, **(made_from | keys))
 
 
 def _evaluate(path, data_dir, split="validation"):

@@ -16,13 +16,16 @@ made from).
 """
 
 import argparse
+import io
 import json
 import time
 from pathlib import Path
 
+import numpy as np
 import tensorflow_datasets as tfds
+from PIL import Image
 
-from fitting.data_io import file_sha256, write_text_atomic
+from fitting.data_io import file_sha256, write_npz_atomic, write_text_atomic
 from spin_jax.data import builders, records, spin_format
 
 
@@ -124,8 +127,6 @@ def build_spin(args) -> list[Path]:
 
 def _count_rows(path: Path, dataset: str) -> int:
   """Rows of a SPIN annotation file (the range of its records' `index`)."""
-  import numpy as np
-
   try:
     with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
       return len(z["center"])
@@ -152,31 +153,25 @@ def export_keypoints(
   record with index k (rows without a record are zeros). The file's name and sha256 are
   recorded in the dataset's `exports.json`, so that fits made from it are accepted for this
   split (and fits made from anything else are refused)."""
-  import io
-
-  import numpy as np
-  from PIL import Image
-
-  from fitting import data_io
-
   if rows not in ("openpose", "all"):
     raise ValueError(f"rows={rows!r}: expected 'openpose' or 'all'")
   src = builders.open_source(data_dir, name, split)
-  index = np.asarray([int(src[k]["index"]) for k in range(len(src))], np.int64)
-  n = int(index.max(initial=-1)) + 1
-  center, scale = np.zeros((n, 2), np.float32), np.zeros(n, np.float32)
-  part, openpose = np.zeros((n, 24, 3), np.float32), np.zeros((n, 25, 3), np.float32)
-  for k, i in enumerate(index):
+  got = {}  # index -> (crop side, margin, keypoints): each record read once
+  for k in range(len(src)):
     ex = src[k]
     with Image.open(io.BytesIO(ex["image"])) as im:
-      size = im.size[0]
+      got[int(ex["index"])] = (im.size[0], float(ex["margin"]), ex["keypoints"])
+  n = max(got, default=-1) + 1
+  center, scale = np.zeros((n, 2), np.float32), np.zeros(n, np.float32)
+  part, openpose = np.zeros((n, 24, 3), np.float32), np.zeros((n, 25, 3), np.float32)
+  for i, (size, margin, kp) in got.items():
     center[i] = size / 2.0
-    scale[i] = size / float(ex["margin"]) / 200.0
-    openpose[i], part[i] = ex["keypoints"][:25], ex["keypoints"][25:]
+    scale[i] = size / margin / 200.0
+    openpose[i], part[i] = kp[:25], kp[25:]
   arrays = dict(center=center, scale=scale, openpose=openpose)
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  data_io.write_npz_atomic(path, **(arrays | {"part": part} if rows == "all" else arrays))
+  write_npz_atomic(path, **(arrays | {"part": part} if rows == "all" else arrays))
   registry = builders.dataset_dir(data_dir, name) / builders.EXPORTS
   entry = {"file": path.name, "sha256": file_sha256(path), "split": split, "rows": rows}
   known = [e for e in builders.read_json(registry, []) if e["sha256"] != entry["sha256"]]

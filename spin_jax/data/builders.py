@@ -12,6 +12,7 @@ rather than these classes directly.
 """
 
 import dataclasses
+import json
 import multiprocessing
 from pathlib import Path
 
@@ -187,8 +188,6 @@ def split_sizes(data_dir, name: str) -> dict[str, int]:
 
 
 def read_json(path: Path, default):
-  import json
-
   return json.loads(path.read_text()) if path.is_file() else default
 
 
