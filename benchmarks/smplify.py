@@ -34,7 +34,7 @@ import numpy as np
 
 import smpl_jax
 from fitting import priors, smplify, synthetic
-from fitting.demo import pa_mpjpe_mm
+from fitting.metrics import pa_mpjpe
 from smpl_jax import joints as joints_lib
 from smpl_jax import toy
 
@@ -181,6 +181,11 @@ def parse_config(config: str):
   return options, label
 
 
+def pa_mpjpe_mm(pred, truth) -> float:
+  """Mean PA-MPJPE over the batch, mm."""
+  return 1000 * float(jnp.mean(pa_mpjpe(pred, truth)))
+
+
 def timed(fn, repeats):
   out = fn()  # compile / warm up
   times = []
@@ -236,7 +241,7 @@ def main(argv=None):
       pickle.dump(arrays, fh, protocol=2)
     extra = toy.toy_extra_regressors()
     np.save(path.parent / "J_regressor_extra.npy", extra["J_regressor_extra"])
-    model = smpl_jax.load_model(path)
+    body = smpl_jax.load_model(path)
     prior = priors.load_gmm()
     with np.load(priors.Path(priors.__file__).parent / "data" / priors.DEFAULT_PRIOR_FILE) as d:
       gmm = (d["means"], d["covars"], d["weights"])
@@ -248,40 +253,38 @@ def main(argv=None):
     )
     joints = jax.jit(smpl_jax.forward_joints_batch)
     for batch in args.batches:
-      gt, kp = synthetic.make_dataset(model, batch, seed=batch)
+      gt, kp = synthetic.make_dataset(body, batch, seed=batch)
       init = near_start(gt, seed=1)
-      truth = joints(model, gt.betas, gt.global_orient, gt.body_pose).joints
-      start = joints(model, init.betas, init.global_orient, init.body_pose).joints
+      truth = joints(body, gt.betas, gt.global_orient, gt.body_pose).joints
+      start = joints(body, init.betas, init.global_orient, init.body_pose).joints
       loss0 = float(
-        jnp.mean(
-          jax.jit(jax.vmap(lambda k, p: smplify.fitting_loss(model, prior, k, p)))(kp, init)
-        )
+        jnp.mean(jax.jit(jax.vmap(lambda k, p: smplify.fitting_loss(body, prior, k, p)))(kp, init))
       )
       print(
         f"{batch:5d} {'(start)':22s} {'':>9s} {'':>9s} {'':>8s} {loss0:10.2f} "
-        f"{pa_mpjpe_mm(start, truth).mean():12.1f}"
+        f"{pa_mpjpe_mm(start, truth):12.1f}"
       )
       spin_rate = None
       repeats = 3 if batch <= 64 else 1
       if spin is not None and batch <= args.torch_max_batch:
         out, sec = timed(lambda: spin(init, kp), 1)
         spin_rate = batch / sec
-        fitted = joints(model, out["betas"], out["global_orient"], out["body_pose"]).joints
+        fitted = joints(body, out["betas"], out["global_orient"], out["body_pose"]).joints
         print(
           f"{batch:5d} {'SPIN torch adam 100+100':22s} {sec:9.3f} {spin_rate:9.1f} "
-          f"{'1.0x':>8s} {np.mean(out['loss']):10.2f} {pa_mpjpe_mm(fitted, truth).mean():12.1f}"
+          f"{'1.0x':>8s} {np.mean(out['loss']):10.2f} {pa_mpjpe_mm(fitted, truth):12.1f}"
         )
       for config in args.configs:
         options, label = parse_config(config)
-        fn = jax.jit(lambda k, i, o=options: smplify.fit_batch(model, prior, k, i, o))
+        fn = jax.jit(lambda k, i, o=options: smplify.fit_batch(body, prior, k, i, o))
         res, sec = timed(lambda: jax.block_until_ready(fn(kp, init)), repeats)
         fitted = joints(
-          model, res.params.betas, res.params.global_orient, res.params.body_pose
+          body, res.params.betas, res.params.global_orient, res.params.body_pose
         ).joints
         ratio = f"{batch / sec / spin_rate:7.1f}x" if spin_rate else "       -"
         print(
           f"{batch:5d} {label:22s} {sec:9.3f} {batch / sec:9.1f} "
-          f"{ratio} {float(jnp.mean(res.loss)):10.2f} {pa_mpjpe_mm(fitted, truth).mean():12.1f}"
+          f"{ratio} {float(jnp.mean(res.loss)):10.2f} {pa_mpjpe_mm(fitted, truth):12.1f}"
         )
 
     if args.standalone_batch:
@@ -290,20 +293,20 @@ def main(argv=None):
       from fitting import cli
 
       batch = args.standalone_batch
-      gt, kp = synthetic.make_dataset(model, batch, seed=batch + 1)
-      truth = joints(model, gt.betas, gt.global_orient, gt.body_pose).joints
+      gt, kp = synthetic.make_dataset(body, batch, seed=batch + 1)
+      truth = joints(body, gt.betas, gt.global_orient, gt.body_pose).joints
       print(f"standalone start (no network), batch {batch}:")
       for config in ("adam:100", "adam:50:0.03", "adam:200", "lm:10", "lm:20", "lm:40"):
         options, label = parse_config(config)
         options = dataclasses.replace(options, try_flipped_orientation=True)
-        fn = jax.jit(cli.standalone_fit_fn(model, prior, options))
+        fn = jax.jit(cli.standalone_fit_fn(body, prior, options))
         res, sec = timed(lambda: jax.block_until_ready(fn(kp)), 1)
         fitted = joints(
-          model, res.params.betas, res.params.global_orient, res.params.body_pose
+          body, res.params.betas, res.params.global_orient, res.params.body_pose
         ).joints
         print(
           f"{batch:5d} {label:22s} {sec:9.3f} {batch / sec:9.1f} {'':>8s} "
-          f"{float(jnp.mean(res.loss)):10.2f} {pa_mpjpe_mm(fitted, truth).mean():12.1f}"
+          f"{float(jnp.mean(res.loss)):10.2f} {pa_mpjpe_mm(fitted, truth):12.1f}"
         )
 
 

@@ -1,12 +1,16 @@
 """SPIN train-step time, split into the network and the in-the-loop fitting.
 
     python benchmarks/train_step.py [--batch 64] [--presets small,resnet50] [--steps 5]
+                                    [--gt_fraction 0.3] [--chunks 1,4]
 
-For each backbone preset: the full step with SMPLify in the loop (SPIN), the same step with
-fitting switched off (HMR-style regression: network forward/backward, losses, Adam), and the
-fitting alone (SMPLify from a prediction-like start, `fit_batch`) at the same iterations. The
-step is the one the trainer jits (`spin_jax.train_step.train_step`), on random images and
-synthetic labels; timings are medians of `--steps` calls after one warm-up call.
+For each backbone preset: the full step with SMPLify in the loop fitting every sample (SPIN,
+`fit.fit_gt=True`); the same step fitting only the samples without ground-truth SMPL, in each of
+`--chunks` (`fit.chunks`); the step with fitting switched off (HMR-style regression: network
+forward/backward, losses, Adam); and the fitting alone (SMPLify from a prediction-like start,
+`fit_batch`) at the same iterations. `--gt_fraction` of the samples carry ground-truth SMPL
+(SPIN's mix: Human3.6M, 30 %). The step is the one the trainer jits
+(`spin_jax.train_step.train_step`), on random images and synthetic labels; timings are medians of
+`--steps` calls after one warm-up call. `--json FILE` also writes the figures.
 """
 
 import argparse
@@ -26,7 +30,7 @@ from spin_jax.config import FitOptions, ModelOptions, TrainConfig
 from spin_jax.train import create_state
 
 
-def fake_batch(body, batch: int, res: int, seed=0):
+def fake_batch(body, batch: int, res: int, seed=0, gt_fraction=0.5):
   params, kp = synthetic.make_dataset(body, batch, seed=seed)
   rng = np.random.default_rng(seed)
   kp = kp.copy()
@@ -40,7 +44,7 @@ def fake_batch(body, batch: int, res: int, seed=0):
     ).astype(np.float32),
     "pose": pose.astype(np.float32),
     "betas": params.betas[:, :10].astype(np.float32),
-    "has_smpl": np.arange(batch) % 2 == 0,
+    "has_smpl": rng.random(batch) < gt_fraction,
     "has_3d": np.arange(batch) % 2 == 0,
     "dataset_id": np.full(batch, 20, np.int32),
     "index": np.arange(batch, dtype=np.int32),
@@ -66,24 +70,32 @@ def main():
   ap.add_argument("--presets", default="small,resnet50")
   ap.add_argument("--steps", type=int, default=5)
   ap.add_argument("--fit_iters", type=int, default=100)
+  ap.add_argument("--gt_fraction", type=float, default=0.3)
+  ap.add_argument("--chunks", default="1,4")
+  ap.add_argument("--json", default="")
   args = ap.parse_args()
   body = smpl_jax.load_model()
   prior = priors.load_gmm()
+  chunks = [int(c) for c in args.chunks.split(",")]
   print(
     f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.devices()[0].device_kind}); "
-    f"batch {args.batch}"
+    f"batch {args.batch}; fit {args.fit_iters}+{args.fit_iters} iterations"
   )
-  print(
-    f"{'preset':>9} {'res':>4} {'step (SPIN)':>12} {'no fitting':>11} {'fitting only':>13}"
-    "  fit iters"
-  )
+  variants = [("SPIN (fit all)", dict(run=True, fit_gt=True))]
+  variants += [
+    (f"fit no-GT, {c} chunk(s)", dict(run=True, fit_gt=False, chunks=c)) for c in chunks
+  ]
+  variants += [("no fitting", dict(run=False))]
+  rows = []
   for preset in args.presets.split(","):
     res = 128 if preset == "small" else 224
-    for run_fit in (True, False):
+    batch = fake_batch(body, args.batch, res, gt_fraction=args.gt_fraction)
+    n_gt = int(batch["has_smpl"].sum())
+    for name, fit_over in variants:
       cfg = TrainConfig(
         batch_size=args.batch,
         model=ModelOptions(backbone=preset, img_res=res),
-        fit=FitOptions(run=run_fit, num_iters=args.fit_iters),
+        fit=FitOptions(num_iters=args.fit_iters, **fit_over),
       )
       layout = fits_lib.Layout(((20, args.batch),))
       tx = optax.adam(cfg.lr)
@@ -93,12 +105,8 @@ def main():
           s, b, m, p, graphdef=g, tx=tx, cfg=cfg
         )
       )
-      batch = fake_batch(body, args.batch, res)
       t = timed(lambda: step(state, batch, body, prior), steps=args.steps)
-      if run_fit:
-        t_spin = t
-      else:
-        t_net = t
+      rows.append(dict(preset=preset, res=res, variant=name, seconds=t, gt=n_gt))
     opts = smplify.SmplifyOptions(num_iters=args.fit_iters)
     init = smplify.FitParams(
       jnp.asarray(batch["pose"][:, :3]) + 0.1,
@@ -109,10 +117,22 @@ def main():
     kp_px = ts.keypoints_px(jnp.asarray(batch["keypoints"]))
     fit = jax.jit(lambda k, i: smplify.fit_batch(body, prior, k, i, opts))
     t_fit = timed(fit, kp_px, init, steps=args.steps)
-    print(
-      f"{preset:>9} {res:>4} {t_spin:>11.3f}s {t_net:>10.3f}s {t_fit:>12.3f}s  "
-      f"{args.fit_iters}+{args.fit_iters}"
+    rows.append(dict(preset=preset, res=res, variant="fitting only", seconds=t_fit, gt=n_gt))
+  print(f"{'preset':>9} {'res':>4} {'GT':>3} {'variant':26s} {'s/step':>8} {'vs no fitting':>14}")
+  for r in rows:
+    base = next(
+      x["seconds"] for x in rows if x["preset"] == r["preset"] and x["variant"] == "no fitting"
     )
+    print(
+      f"{r['preset']:>9} {r['res']:>4} {r['gt']:>3} {r['variant']:26s} {r['seconds']:>8.3f} "
+      f"{r['seconds'] / base:>13.2f}x"
+    )
+  if args.json:
+    import json
+
+    from smpl_jax.files import write_text_atomic
+
+    write_text_atomic(args.json, json.dumps(dict(batch=args.batch, rows=rows), indent=1))
 
 
 if __name__ == "__main__":

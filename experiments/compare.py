@@ -46,6 +46,7 @@ import jax
 import numpy as np
 
 from fitting import data_io
+from smpl_jax import files
 from spin_jax import eval as eval_lib
 from spin_jax import train
 from spin_jax.config import TrainConfig, from_config_dict
@@ -113,7 +114,7 @@ def train_method(cfg: TrainConfig) -> dict:
   t0 = time.perf_counter()
   train.run(cfg, workdir)
   done = {"steps": cfg.steps, "seconds": time.perf_counter() - t0, "resumed": resumed}
-  data_io.write_text_atomic(timing, json.dumps(done))
+  files.write_text_atomic(timing, json.dumps(done))
   return done
 
 
@@ -129,7 +130,7 @@ def check_setup(out: Path, setup: dict) -> None:
         "--out, or delete it to start over"
       )
   else:
-    data_io.write_text_atomic(path, json.dumps(setup, indent=1))
+    files.write_text_atomic(path, json.dumps(setup, indent=1))
 
 
 SMPLIFY = {  # variant -> (label, keypoint rows it sees)
@@ -157,7 +158,7 @@ def smplify_alone(out: Path, split: str, body_model: str, variant: str) -> tuple
     "seconds": time.perf_counter() - t0,
     "fitted": int(data_io.read_fits(fits)["success"].sum()),
   }
-  data_io.write_text_atomic(timing, json.dumps(done))
+  files.write_text_atomic(timing, json.dumps(done))
   return fits, done
 
 
@@ -244,10 +245,8 @@ def write_report(out: Path, rows: list[dict], meta: dict) -> None:
       f"SMPLify's static fits (where the SPIN fits tables start) on the same {f['count']} "
       f"training images: MPJPE {f['mpjpe']:.1f}, PA-MPJPE {f['pa_mpjpe']:.1f} mm.\n"
     )
-  data_io.write_text_atomic(out / "results.md", table + note)
-  data_io.write_text_atomic(
-    out / "results.json", json.dumps({"meta": meta, "rows": rows}, indent=1)
-  )
+  files.write_text_atomic(out / "results.md", table + note)
+  files.write_text_atomic(out / "results.json", json.dumps({"meta": meta, "rows": rows}, indent=1))
 
   fig, ax = plt.subplots(figsize=(8, 3.6), dpi=120)
   x = np.arange(len(rows))
@@ -263,7 +262,7 @@ def write_report(out: Path, rows: list[dict], meta: dict) -> None:
   buf = io.BytesIO()
   fig.savefig(buf, format="png")
   plt.close(fig)
-  data_io._write_atomic(out / "comparison.png", lambda fh: fh.write(buf.getvalue()))
+  files.write_bytes_atomic(out / "comparison.png", buf.getvalue())
 
 
 def run(

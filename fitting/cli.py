@@ -38,9 +38,10 @@ from tqdm import tqdm
 
 import smpl_jax
 from fitting import data_io, priors, smplify
+from smpl_jax import files
 
 
-def standalone_fit_fn(model, prior, options: smplify.SmplifyOptions):
+def standalone_fit_fn(body, prior, options: smplify.SmplifyOptions):
   """keypoints (C, 49, 3) -> FitResult, starting each example from the standalone init.
 
   Without a network there may be no annotated torso (OpenPose folders), so the camera stage
@@ -57,21 +58,21 @@ def standalone_fit_fn(model, prior, options: smplify.SmplifyOptions):
       betas=jnp.zeros((options.num_betas,), dtype),
       cam_t=jnp.zeros((3,), dtype),
     )
-    cam_t = smplify.similar_triangles_translation(model, keypoints, init, options)
+    cam_t = smplify.similar_triangles_translation(body, keypoints, init, options)
     cam_t = jnp.where(jnp.isfinite(cam_t), cam_t, jnp.asarray([0.0, 0.0, 50.0], dtype))
     init = dataclasses.replace(init, cam_t=cam_t)
-    return smplify.fit_one(model, prior, keypoints, init, options)
+    return smplify.fit_one(body, prior, keypoints, init, options)
 
   return jax.vmap(fit_one)
 
 
-def _run_id(examples: data_io.Examples, options, model, prior) -> str:
-  """Identifies a run by content: inputs, options, and the model's and prior's arrays (not file
-  paths, which differ between hosts)."""
+def _run_id(examples: data_io.Examples, options, body, prior) -> str:
+  """Identifies a run by content: inputs, options, and the body model's and prior's arrays (not
+  file paths, which differ between hosts)."""
   h = hashlib.sha256()
   h.update(np.ascontiguousarray(examples.keypoints).tobytes())
   h.update(repr(options).encode())
-  for leaf in jax.tree.leaves((model, prior)):
+  for leaf in jax.tree.leaves((body, prior)):
     h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
   return h.hexdigest()[:16]
 
@@ -99,7 +100,7 @@ def _valid_chunk(path: Path, run_id: str, rows: slice) -> bool:
 
 
 def fit_chunks(
-  examples, model, prior, options, work_dir: Path, chunk: int, shard=(0, 1), progress=True
+  examples, body, prior, options, work_dir: Path, chunk: int, shard=(0, 1), progress=True
 ):
   """Fits every chunk k with k % n == i (shard (i, n)) that is not already in work_dir."""
   if len(examples) == 0:
@@ -107,7 +108,7 @@ def fit_chunks(
   if chunk <= 0:
     raise ValueError(f"chunk size {chunk}: must be a positive number of examples")
   devices = jax.local_devices()
-  run_id = _run_id(examples, options, model, prior)
+  run_id = _run_id(examples, options, body, prior)
   work_dir.mkdir(parents=True, exist_ok=True)
   manifest = work_dir / "manifest.json"
   if manifest.exists():
@@ -115,8 +116,8 @@ def fit_chunks(
     old = json.loads(manifest.read_text())
     if old.get("run_id") != run_id:
       raise SystemExit(
-        f"{work_dir} holds chunks of a different run (other inputs, options, model or prior). "
-        "Use a fresh --work-dir, or delete this one to start over."
+        f"{work_dir} holds chunks of a different run (other inputs, options, body model or "
+        "prior). Use a fresh --work-dir, or delete this one to start over."
       )
     chunk = int(old["chunk"])
     if chunk % len(devices):
@@ -127,7 +128,7 @@ def fit_chunks(
   else:
     chunk = -(-chunk // len(devices)) * len(devices)  # a multiple of the device count
     info = dict(run_id=run_id, num_examples=len(examples), chunk=chunk)
-    data_io.write_text_atomic(manifest, json.dumps(info))
+    files.write_text_atomic(manifest, json.dumps(info))
   num_chunks = -(-len(examples) // chunk)
   todo = [
     k
@@ -137,7 +138,7 @@ def fit_chunks(
   ]
   mesh = Mesh(np.asarray(devices), ("data",))
   sharding = NamedSharding(mesh, PartitionSpec("data"))
-  fn = jax.jit(standalone_fit_fn(model, prior, options))
+  fn = jax.jit(standalone_fit_fn(body, prior, options))
   bar = tqdm(
     total=len(todo) * chunk,
     unit="fit",
@@ -161,7 +162,7 @@ def fit_chunks(
       examples.reason[sl],
     )
     p = res.params
-    data_io.write_npz_atomic(
+    files.write_npz_atomic(
       _chunk_path(work_dir, k),
       run_id=np.asarray(run_id),
       start=np.asarray(sl.start),
@@ -206,7 +207,7 @@ def merge(work_dir: Path, out: Path) -> dict:
   )
   merged = {key: np.concatenate([p[key] for p in parts]) for key in keys}
   out.parent.mkdir(parents=True, exist_ok=True)
-  data_io.write_npz_atomic(out, **merged)
+  files.write_npz_atomic(out, **merged)
   return merged
 
 
@@ -294,7 +295,7 @@ def main(argv=None):
 
   try:
     examples = data_io.read_inputs(args.input)
-    model = smpl_jax.load_model(args.model)
+    body = smpl_jax.load_model(args.model)
     prior = priors.load_gmm(args.prior)
   except (OSError, ValueError) as err:
     raise SystemExit(f"error: {err}") from err
@@ -306,18 +307,18 @@ def main(argv=None):
     num_iters=iters,
     step_size=args.step_size,
     interpenetration_weight=args.interpenetration_weight,
-    num_betas=min(10, model.num_betas),
+    num_betas=min(10, body.num_betas),
     try_flipped_orientation=True,
   )
   bad = int(np.sum(examples.reason != ""))
   print(
     f"{len(examples)} examples from {len(args.input)} input(s), {bad} not fittable; "
-    f"model {model.name}; solver {args.solver} x {iters} per stage",
+    f"body model {body.name}; solver {args.solver} x {iters} per stage",
     file=sys.stderr,
   )
   fit_chunks(
     examples,
-    model,
+    body,
     prior,
     options,
     work_dir,

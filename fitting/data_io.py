@@ -19,18 +19,24 @@ for the data it was made from; the trainer loads them as its initial fits dictio
 """
 
 import dataclasses
-import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from smpl_jax import files
+from smpl_jax.files import file_sha256
+from smpl_jax.joints import GT24, GT_TORSO, OP_TORSO, OPENPOSE
+
+# The file writers live in smpl_jax.files; spin_jax.demo and spin_jax.eval still call them
+# through this module. Remove these aliases once they import smpl_jax.files.
+_write_atomic = files.write_atomic
+write_npz_atomic = files.write_npz_atomic
+write_text_atomic = files.write_text_atomic
+
 CROP = 224
-# Torso joints the camera stage can use (OpenPose, then ground truth), as in fitting.smplify.
-_TORSO_SETS = ((9, 12, 2, 5), (27, 28, 33, 34))
 
 
 @dataclasses.dataclass
@@ -65,8 +71,7 @@ def check_examples(kp: np.ndarray) -> np.ndarray:
   # Each torso slot (right hip, left hip, right shoulder, left shoulder) is filled from OpenPose
   # if detected, else from the annotation (the standalone fitter's rule); similar triangles
   # then needs a hip-shoulder pair, which also gives the camera stage >= 2 joints.
-  op, gt = _TORSO_SETS
-  t = visible[:, list(op)] | visible[:, list(gt)]
+  t = visible[:, list(OP_TORSO)] | visible[:, list(GT_TORSO)]
   torso_ok = (t[:, 0] & t[:, 2]) | (t[:, 1] & t[:, 3])
   for i in range(len(kp)):
     if not finite[i].any():
@@ -136,7 +141,7 @@ def read_spin_npz(path: str | os.PathLike) -> Examples:
   center = np.where(good[:, None], center, 0.0)  # bad boxes: no keypoints, not fitted
   scale = np.where(good, scale, 1.0)
   kp = np.zeros((n, 49, 3), np.float32)
-  for key, rows, width in (("openpose", slice(0, 25), 25), ("part", slice(25, 49), 24)):
+  for key, rows, width in (("openpose", OPENPOSE, 25), ("part", GT24, 24)):
     if key not in arrays:
       continue
     a = arrays[key]
@@ -184,7 +189,7 @@ def read_openpose_dir(path: str | os.PathLike) -> Examples:
     lo, hi = best[vis, :2].min(0), best[vis, :2].max(0)
     center = (lo + hi) / 2
     scale = 1.2 * max(hi - lo) / 200.0
-    kp[i, :25] = to_crop(best[None], center[None], np.asarray([max(scale, 1e-3)]))[0]
+    kp[i, OPENPOSE] = to_crop(best[None], center[None], np.asarray([max(scale, 1e-3)]))[0]
   checked = check_examples(kp)
   reasons = np.where(reasons == "", checked, reasons)
   ex = _examples(kp, reasons, path.name, len(files), "")
@@ -221,49 +226,6 @@ FIT_KEYS = (
   "index",
 )
 OPTIONAL_FIT_KEYS = ("source_sha256",)  # absent in fits files written before it was recorded
-
-
-_UMASK = os.umask(0)  # read once, at import (os.umask can only be read by setting it)
-os.umask(_UMASK)
-
-
-def _write_atomic(path: Path, write) -> None:
-  """Writes through a unique temporary file in the same folder, fsyncs it, renames it over
-  `path` and fsyncs the folder: readers see the old file or the whole new one, never a mix,
-  even with two writers."""
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would
-    with os.fdopen(fd, "wb") as fh:
-      write(fh)
-      fh.flush()
-      os.fsync(fh.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
-  dir_fd = os.open(path.parent, os.O_RDONLY)
-  try:
-    os.fsync(dir_fd)
-  finally:
-    os.close(dir_fd)
-
-
-def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
-  _write_atomic(Path(path), lambda fh: np.savez(fh, **arrays))
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-  _write_atomic(Path(path), lambda fh: fh.write(text.encode()))
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-  """Hex sha256 of a file's bytes (read in 1 MiB blocks): the identity of a fitter input."""
-  h = hashlib.sha256()
-  with open(path, "rb") as fh:
-    for block in iter(lambda: fh.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
 
 
 def read_fits(path: str | os.PathLike) -> dict[str, np.ndarray]:

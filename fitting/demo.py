@@ -18,21 +18,8 @@ import numpy as np
 from PIL import Image
 
 import smpl_jax
-from fitting import cli, priors, smplify, synthetic
+from fitting import cli, metrics, priors, smplify, synthetic
 from smpl_jax import demo as body_demo
-
-
-def pa_mpjpe_mm(pred, target) -> np.ndarray:
-  """Mean joint distance after a similarity Procrustes alignment, per example (mm)."""
-  out = []
-  for x, y in zip(np.asarray(pred, np.float64), np.asarray(target, np.float64)):
-    xc, yc = x - x.mean(0), y - y.mean(0)
-    u, s, vt = np.linalg.svd(xc.T @ yc)
-    d = np.sign(np.linalg.det(u @ vt))
-    r = (u @ np.diag([1.0, 1.0, d]) @ vt).T
-    scale = (s * [1.0, 1.0, d]).sum() / (xc**2).sum()
-    out.append(np.linalg.norm(scale * xc @ r.T - yc, axis=1).mean() * 1000)
-  return np.asarray(out)
 
 
 def main(argv=None):
@@ -49,13 +36,13 @@ def main(argv=None):
     ["--out", str(out), "--seed", str(args.seed)] + (["--model", args.model] if args.model else [])
   )
 
-  model = smpl_jax.load_model(args.model)
+  body = smpl_jax.load_model(args.model)
   prior = priors.load_gmm(args.prior)
-  gt, kp = synthetic.make_dataset(model, args.batch, seed=args.seed)
+  gt, kp = synthetic.make_dataset(body, args.batch, seed=args.seed)
   options = smplify.SmplifyOptions(
-    num_iters=50, step_size=0.03, try_flipped_orientation=True, num_betas=min(10, model.num_betas)
+    num_iters=50, step_size=0.03, try_flipped_orientation=True, num_betas=min(10, body.num_betas)
   )
-  fit = jax.jit(cli.standalone_fit_fn(model, prior, options))
+  fit = jax.jit(cli.standalone_fit_fn(body, prior, options))
   start = time.perf_counter()
   res = jax.block_until_ready(fit(kp))
   compiled = time.perf_counter() - start
@@ -63,24 +50,24 @@ def main(argv=None):
   res = jax.block_until_ready(fit(kp))
   seconds = time.perf_counter() - start
   joints = jax.jit(smpl_jax.forward_joints_batch)
-  truth = joints(model, gt.betas, gt.global_orient, gt.body_pose).joints
+  truth = joints(body, gt.betas, gt.global_orient, gt.body_pose).joints
   p = res.params
-  fitted = joints(model, p.betas, p.global_orient, p.body_pose).joints
+  fitted = joints(body, p.betas, p.global_orient, p.body_pose).joints
   print(
     f"SMPLify (Adam 50+50, standalone start) on {args.batch} synthetic people: "
     f"{args.batch / seconds:,.0f} fits/s (first call with compilation {compiled:.1f} s); "
     f"success {float(np.mean(res.success)):.0%}; "
     f"fitting loss {float(np.mean(res.initial_loss)):.1f} -> {float(np.mean(res.loss)):.2f} px^2;"
-    f" PA-MPJPE {pa_mpjpe_mm(fitted, truth).mean():.1f} mm"
+    f" PA-MPJPE {1000 * float(metrics.pa_mpjpe(fitted, truth).mean()):.1f} mm"
   )
 
   shown = 4
   full = jax.jit(smpl_jax.forward_batch)
-  faces = np.asarray(model.faces)
+  faces = np.asarray(body.faces)
   rows = []
   for params in (gt, p):
     result = full(
-      model, params.betas[:shown], params.global_orient[:shown], params.body_pose[:shown]
+      body, params.betas[:shown], params.global_orient[:shown], params.body_pose[:shown]
     )
     rows.append(
       [

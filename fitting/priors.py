@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float
 
+from smpl_jax import files
 from smpl_jax.typing import Array
 
 DEFAULT_PRIOR_FILE = "open_pose_prior_gmm08.npz"
@@ -149,9 +150,9 @@ class _SklearnGmm:
 
 
 def _read_gmm_pickle(path: Path) -> dict:
-  from smpl_jax.io import _RestrictedUnpickler
+  from smpl_jax.io import RestrictedUnpickler
 
-  class Unpickler(_RestrictedUnpickler):
+  class Unpickler(RestrictedUnpickler):
     def find_class(self, module, name):
       if module.startswith("sklearn.mixture"):
         return _SklearnGmm
@@ -201,17 +202,14 @@ def load_gmm(path: str | os.PathLike | None = None) -> GmmPrior:
 
 
 def save_gmm(path: str | os.PathLike, means, covars, weights, **meta) -> None:
-  path = Path(path)
-  tmp = path.with_name(path.name + ".tmp")
-  with open(tmp, "wb") as fh:
-    np.savez_compressed(
-      fh,
-      means=np.asarray(means, np.float64),
-      covars=np.asarray(covars, np.float64),
-      weights=np.asarray(weights, np.float64),
-      **{k: np.asarray(v) for k, v in meta.items()},
-    )
-  os.replace(tmp, path)
+  """Writes a GMM npz (float64 means / covars / weights, plus `meta` arrays) atomically."""
+  arrays = dict(
+    means=np.asarray(means, np.float64),
+    covars=np.asarray(covars, np.float64),
+    weights=np.asarray(weights, np.float64),
+    **{k: np.asarray(v) for k, v in meta.items()},
+  )
+  files.write_atomic(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
 # ----------------------------------------------------------------------------------- EM fit

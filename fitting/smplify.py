@@ -32,13 +32,12 @@ from jaxtyping import Bool, Float
 import smpl_jax
 from fitting import interpenetration, priors
 from smpl_jax import camera, rotations
+from smpl_jax.joints import GT_TORSO, OP_TORSO
 from smpl_jax.typing import Array
 
-# SPIN's 49-joint indices (SPIN_SPEC 4.1, 4.2).
+# SPIN's 49-joint indices (SPIN_SPEC 4.1, 4.2); the torsos are smpl_jax.joints'.
 IGNORED_JOINTS = (1, 9, 12, 27, 28)  # OP Neck, OP RHip, OP LHip, Right Hip, Left Hip
-OP_TORSO = (9, 12, 2, 5)  # OP RHip, OP LHip, OP RShoulder, OP LShoulder
-GT_TORSO = (27, 28, 33, 34)  # Right Hip, Left Hip, Right Shoulder, Left Shoulder
-SHOULDERS = ((2, 5), (33, 34))  # (OP, GT) right/left shoulder pairs
+SHOULDERS = (OP_TORSO[2:], GT_TORSO[2:])  # (OP, GT) right/left shoulder pairs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,11 +129,11 @@ def _ignored_mask(options):
 
 
 class _Problem:
-  """Objectives of one example (closed over the model, prior, keypoints and options)."""
+  """Objectives of one example (closed over the body model, prior, keypoints and options)."""
 
-  def __init__(self, model, prior, keypoints, options):
-    self.model, self.prior, self.options = model, prior, options
-    defined = jnp.asarray(model.joint_set(options.joint_set).defined)
+  def __init__(self, body, prior, keypoints, options):
+    self.body, self.prior, self.options = body, prior, options
+    defined = jnp.asarray(body.joint_set(options.joint_set).defined)
     self.xy, self.conf = _clean_keypoints(keypoints, defined)
     self.body_conf = jnp.where(_ignored_mask(options), self.conf, 0.0)
     self.center = jnp.full((2,), options.img_res / 2.0, keypoints.dtype)
@@ -155,20 +154,18 @@ class _Problem:
       self.torso_w = (self.conf[self.torso] > 0).astype(keypoints.dtype)
 
   def joints(self, global_orient, body_pose, betas):
-    out = smpl_jax.forward_joints(self.model, betas, global_orient, body_pose)
+    out = smpl_jax.forward_joints(self.body, betas, global_orient, body_pose)
     return out.joint_sets[self.options.joint_set]
 
   def sphere_radii(self, betas):
     """Interpenetration sphere radii of the body shaped by `betas` (fixed during a fit)."""
     nb = betas.shape[0]
-    v_shaped = self.model.v_template + jnp.einsum(
-      "vcs,s->vc", self.model.shapedirs[..., :nb], betas
-    )
-    rest = smpl_jax.rest_joints(self.model, betas)
-    return interpenetration.sphere_radii(v_shaped, self.model.weights, rest)
+    v_shaped = self.body.v_template + jnp.einsum("vcs,s->vc", self.body.shapedirs[..., :nb], betas)
+    rest = smpl_jax.rest_joints(self.body, betas)
+    return interpenetration.sphere_radii(v_shaped, self.body.weights, rest)
 
   def overlap(self, p, radii):
-    out = smpl_jax.forward_joints(self.model, p["betas"], p["global_orient"], p["body_pose"])
+    out = smpl_jax.forward_joints(self.body, p["betas"], p["global_orient"], p["body_pose"])
     return interpenetration.overlap_residuals(out.joints, radii)
 
   def project(self, joints, cam_t):
@@ -181,10 +178,10 @@ class _Problem:
     shapes nor the rest joints, so a point regressed with row sum s (1 for kinematic joints)
     turns as R (p - s pelvis) + s pelvis, exactly: the body is posed once per fit instead of
     once per camera step."""
-    out = smpl_jax.forward_joints(self.model, fixed.betas, None, fixed.body_pose)
-    js = self.model.joint_set(self.options.joint_set)
+    out = smpl_jax.forward_joints(self.body, fixed.betas, None, fixed.body_pose)
+    js = self.body.joint_set(self.options.joint_set)
     skin = jnp.concatenate(
-      [jnp.ones((self.model.num_joints,)), jnp.sum(self.model.keypoint_skin, axis=-1)]
+      [jnp.ones((self.body.num_joints,)), jnp.sum(self.body.keypoint_skin, axis=-1)]
     )
     s = jnp.where(jnp.asarray(js.defined), skin[jnp.maximum(jnp.asarray(js.sources), 0)], 0.0)
     return out.joint_sets[self.options.joint_set], out.joints[0], s
@@ -193,7 +190,7 @@ class _Problem:
     joints, pelvis, s = body_joints
     rot = rotations.aa_to_rotmat(global_orient)
     anchor = s[:, None] * pelvis
-    return (joints - anchor) @ rot.T + anchor
+    return jnp.matmul(joints - anchor, rot.T, precision="highest") + anchor
 
   def camera_residuals(self, p, body_joints, tz_init):
     posed = self.rotate_body(body_joints, p["global_orient"])
@@ -276,8 +273,8 @@ def _levenberg_marquardt(residual_fn, x0, num_iters, damping):
     x, lam, cost = carry
     r = fn(x)
     jac = jax.jacfwd(fn)(x)
-    jtj = jac.T @ jac
-    g = jac.T @ r
+    jtj = jnp.matmul(jac.T, jac, precision="highest")  # normal equations: float32 throughout
+    g = jnp.matmul(jac.T, r, precision="highest")
     diag = jnp.maximum(jnp.diagonal(jtj), 1e-9)
     a = jtj + lam * jnp.diag(diag) + 1e-12 * jnp.eye(n, dtype=x.dtype)
     dx = -jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(a), g)
@@ -344,7 +341,7 @@ def _rotate_about_y_by_pi(global_orient):
 
 
 def fit_one(
-  model: smpl_jax.BodyModel,
+  body: smpl_jax.BodyModel,
   prior: priors.GmmPrior,
   keypoints: Float[Array, "49 3"],
   init: FitParams,
@@ -357,9 +354,9 @@ def fit_one(
       "(x, y, confidence in crop pixels; vmap or fit_batch for a batch)."
     )
   nb = init.betas.shape[-1]
-  if nb > model.num_betas:
-    raise ValueError(f"init.betas has {nb} entries; the model has {model.num_betas}.")
-  problem = _Problem(model, prior, keypoints, options)
+  if nb > body.num_betas:
+    raise ValueError(f"init.betas has {nb} entries; the body model has {body.num_betas}.")
+  problem = _Problem(body, prior, keypoints, options)
   params, trace = _fit(problem, init, options)
   if options.try_flipped_orientation:
     # Original SMPLify: when the shoulders nearly coincide in 2D the facing direction is
@@ -399,30 +396,65 @@ def _finish(problem, init, params, trace):
   )
 
 
+def camera_fitting_loss(
+  body, keypoints, params: FitParams, tz_init, options: SmplifyOptions = SmplifyOptions()
+) -> Float[Array, ""]:
+  """SPIN's camera-stage objective (smplify/losses.py camera_fitting_loss) of one example:
+
+      sum over the 4 torso joints of |proj - keypoint|^2 + depth_w^2 (t_z - t_z,init)^2,
+
+  the torso being OpenPose's (hips, shoulders) when all four are detected, else the annotated
+  one. Unannotated torso joints are left out (SPIN assumes all four exist)."""
+  problem = _Problem(body, None, keypoints, options)
+  p = dict(global_orient=params.global_orient, cam_t=params.cam_t)
+  return jnp.sum(problem.camera_residuals(p, problem.body_frame_joints(params), tz_init) ** 2)
+
+
+def body_fitting_loss(
+  body,
+  prior,
+  keypoints,
+  params: FitParams,
+  options: SmplifyOptions = SmplifyOptions(),
+  stage: int = 0,
+) -> Float[Array, ""]:
+  """SPIN's body-stage objective (smplify/losses.py body_fitting_loss) of one example:
+
+      sum_j c_j^2 sum_xy rho_sigma(proj_j - x_j) + w_pose^2 E_gmm(theta) + w_angle^2 E_angle
+      + w_shape^2 |beta|^2,
+
+  rho the Geman-McClure function, c the confidences with `options.ignored_joints` zeroed, the
+  weights those of `options.stages[stage]`."""
+  problem = _Problem(body, prior, keypoints, options)
+  p = dict(global_orient=params.global_orient, body_pose=params.body_pose, betas=params.betas)
+  radii = problem.sphere_radii(params.betas) if options.interpenetration_weight else None
+  return problem.body_loss(p, params.cam_t, options.stages[stage], radii)
+
+
 def fitting_loss(
-  model, prior, keypoints, params: FitParams, options: SmplifyOptions = SmplifyOptions()
+  body, prior, keypoints, params: FitParams, options: SmplifyOptions = SmplifyOptions()
 ) -> Float[Array, ""]:
   """SPIN's per-sample fitting loss (get_fitting_loss averaged over the 49 joints), used to
   decide whether a new fit beats a stored one. Confidences are not modified."""
-  return jnp.mean(_Problem(model, prior, keypoints, options).reprojection(params)[0])
+  return jnp.mean(_Problem(body, prior, keypoints, options).reprojection(params)[0])
 
 
 def fit_batch(
-  model, prior, keypoints, init: FitParams, options: SmplifyOptions = SmplifyOptions()
+  body, prior, keypoints, init: FitParams, options: SmplifyOptions = SmplifyOptions()
 ) -> FitResult:
   """`fit_one` over a leading batch axis of keypoints and init (options are static)."""
-  return jax.vmap(lambda k, i: fit_one(model, prior, k, i, options))(keypoints, init)
+  return jax.vmap(lambda k, i: fit_one(body, prior, k, i, options))(keypoints, init)
 
 
 def similar_triangles_translation(
-  model: smpl_jax.BodyModel,
+  body: smpl_jax.BodyModel,
   keypoints: Float[Array, "49 3"],
   init: FitParams,
   options: SmplifyOptions = SmplifyOptions(),
 ) -> Float[Array, "3"]:
   """Camera translation for standalone use (original SMPLify): depth from the ratio of 3D to 2D
   torso lengths (shoulder-hip pairs), x/y from the torso centroids. `init.cam_t` is ignored."""
-  problem = _Problem(model, prior=None, keypoints=keypoints, options=options)
+  problem = _Problem(body, prior=None, keypoints=keypoints, options=options)
   joints = problem.joints(init.global_orient, init.body_pose, init.betas)
   torso, w = problem.torso, problem.torso_w
   j3, j2 = joints[torso], problem.xy[torso]

@@ -22,6 +22,8 @@ import smpl_jax
 from fitting import pose_sampler
 from fitting.smplify import FitParams
 from smpl_jax import camera
+from smpl_jax.files import write_npz_atomic
+from smpl_jax.joints import GT24, OPENPOSE
 
 CROP = camera.IMG_RES
 
@@ -45,19 +47,31 @@ def sample_params(n: int, num_betas: int = 10, seed: int = 0, pose_scale: float 
   )
 
 
-def project_spin49(model: smpl_jax.BodyModel, params: FitParams, batch: int = 1024) -> np.ndarray:
+def project_spin49(body: smpl_jax.BodyModel, params: FitParams, batch: int = 1024) -> np.ndarray:
   """(n, 49, 2) crop-pixel projections of the SPIN joints (camera as in SPIN's SMPLify)."""
   fn = jax.jit(smpl_jax.forward_joints_batch)
   out = []
   center = jnp.full((2,), CROP / 2.0)
   for s in range(0, len(params.betas), batch):
     sl = slice(s, s + batch)
-    j = fn(model, params.betas[sl], params.global_orient[sl], params.body_pose[sl])
+    j = fn(body, params.betas[sl], params.global_orient[sl], params.body_pose[sl])
     pts = camera.perspective_projection(
       j.joint_sets["spin49"], params.cam_t[sl], camera.FOCAL_LENGTH, center
     )
     out.append(np.asarray(pts))
   return np.concatenate(out)
+
+
+def openpose_detections(
+  rng: np.random.Generator, shape: tuple[int, ...], noise_px: float, dropout: float
+) -> tuple[np.ndarray, np.ndarray]:
+  """Detector-like errors of the 25 OpenPose rows of `shape` examples: pixel offsets
+  (*shape, 25, 2) ~ N(0, noise_px), and confidences (*shape, 25) ~ U(0.3, 1), each 0 (not
+  detected) with probability `dropout`. Undetected rows get zero coordinates, as in OpenPose
+  files; that is the caller's to apply, after any further reason to drop a row."""
+  offsets = rng.normal(scale=noise_px, size=(*shape, 25, 2))
+  conf = rng.uniform(0.3, 1.0, (*shape, 25)) * (rng.random((*shape, 25)) >= dropout)
+  return offsets, conf
 
 
 def keypoints_from_projection(
@@ -73,10 +87,11 @@ def keypoints_from_projection(
   n = len(proj)
   kp = np.zeros((n, 49, 3), np.float32)
   kp[:, :, :2] = proj
-  kp[:, :25, :2] += rng.normal(scale=openpose_noise_px, size=(n, 25, 2))
-  kp[:, :25, 2] = rng.uniform(0.3, 1.0, (n, 25)) * (rng.random((n, 25)) >= openpose_dropout)
-  kp[:, :25, :2] *= kp[:, :25, 2:3] > 0  # undetected: zeros, as OpenPose files have
-  kp[:, 25:, 2] = 1.0
+  offsets, conf = openpose_detections(rng, (n,), openpose_noise_px, openpose_dropout)
+  kp[:, OPENPOSE, :2] += offsets
+  kp[:, OPENPOSE, 2] = conf
+  kp[:, OPENPOSE, :2] *= kp[:, OPENPOSE, 2:3] > 0  # undetected: zeros, as OpenPose files have
+  kp[:, GT24, 2] = 1.0
   if defined is not None:
     kp[:, :, 2] *= defined
   return kp
@@ -95,30 +110,24 @@ def write_spin_npz(
   side = (200.0 * scale)[:, None]
   img[:, :, :2] = (keypoints[:, :, :2] - CROP / 2.0) * (side / CROP)[..., None] + center[:, None]
   img[:, :, :2] *= keypoints[:, :, 2:3] > 0
-  path = Path(path)
-  tmp = path.with_name(path.name + ".tmp")
-  with open(tmp, "wb") as fh:
-    np.savez(
-      fh,
-      imgname=np.asarray([f"synthetic/{i:07d}.jpg" for i in range(n)]),
-      center=center,
-      scale=scale,
-      openpose=img[:, :25],
-      part=img[:, 25:],
-      pose=np.concatenate([params.global_orient, params.body_pose], 1),
-      shape=params.betas[:, :10],
-      has_smpl=np.ones(n, np.float32),
-    )
-  os.replace(tmp, path)
-
-
-def make_dataset(model, n: int, seed: int = 0, **noise):
-  """Ground truth and (n, 49, 3) crop keypoints for n synthetic bodies."""
-  params = sample_params(n, num_betas=min(10, model.num_betas), seed=seed)
-  defined = np.asarray(model.joint_set("spin49").defined, np.float32)
-  kp = keypoints_from_projection(
-    project_spin49(model, params), seed=seed, defined=defined, **noise
+  write_npz_atomic(
+    path,
+    imgname=np.asarray([f"synthetic/{i:07d}.jpg" for i in range(n)]),
+    center=center,
+    scale=scale,
+    openpose=img[:, OPENPOSE],
+    part=img[:, GT24],
+    pose=np.concatenate([params.global_orient, params.body_pose], 1),
+    shape=params.betas[:, :10],
+    has_smpl=np.ones(n, np.float32),
   )
+
+
+def make_dataset(body, n: int, seed: int = 0, **noise):
+  """Ground truth and (n, 49, 3) crop keypoints for n synthetic bodies."""
+  params = sample_params(n, num_betas=min(10, body.num_betas), seed=seed)
+  defined = np.asarray(body.joint_set("spin49").defined, np.float32)
+  kp = keypoints_from_projection(project_spin49(body, params), seed=seed, defined=defined, **noise)
   return params, kp
 
 
@@ -132,8 +141,8 @@ def main(argv=None):
   ap.add_argument("--model", default=None, help="SMPL .pkl/.npz (default: the open model)")
   ap.add_argument("--seed", type=int, default=0)
   args = ap.parse_args(argv)
-  model = smpl_jax.load_model(args.model)
-  params, kp = make_dataset(model, args.num, seed=args.seed)
+  body = smpl_jax.load_model(args.model)
+  params, kp = make_dataset(body, args.num, seed=args.seed)
   Path(args.out).parent.mkdir(parents=True, exist_ok=True)
   write_spin_npz(args.out, kp, params, seed=args.seed)
   print(f"wrote {args.num} examples to {args.out}")

@@ -49,7 +49,8 @@ def rotate_global_orient(
 ) -> Float[Array, "*B 3"]:
   """Global orientation after an in-plane image rotation by angle_deg: R_z(-angle) R."""
   r = rotations.aa_to_rotmat(global_orient)
-  return rotations.rotmat_to_aa(_rot_z(-jnp.asarray(angle_deg), global_orient.dtype) @ r)
+  rot_z = _rot_z(-jnp.asarray(angle_deg), global_orient.dtype)
+  return rotations.rotmat_to_aa(jnp.matmul(rot_z, r, precision="highest"))
 
 
 def rotate_points(
@@ -57,4 +58,4 @@ def rotate_points(
 ) -> Float[Array, "*B K 3"]:
   """3D joints after an in-plane image rotation by angle_deg (about the camera's z axis)."""
   rot = _rot_z(-jnp.asarray(angle_deg), points.dtype)
-  return jnp.einsum("...ij,...kj->...ki", rot, points)
+  return jnp.einsum("...ij,...kj->...ki", rot, points, precision="highest")

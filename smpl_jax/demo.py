@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 import smpl_jax
 from smpl_jax import camera
 from smpl_jax import render as render_lib
+from smpl_jax.io import write_obj
 
 _DEMO_POSES = {  # joint name -> axis-angle (radians), on top of small random poses
     "left_shoulder": (0.0, 0.0, 1.0), "right_shoulder": (0.0, 0.0, 0.3),
@@ -27,7 +28,9 @@ _DEMO_POSES = {  # joint name -> axis-angle (radians), on top of small random po
 }  # fmt: skip
 
 
-def sample_params(model, n: int, seed: int):
+def demo_params(model, n: int, seed: int):
+  """n bodies for the demo: small random poses (every other one with `_DEMO_POSES` on top), random
+  betas, turned to face SPIN's camera; a dict of forward's arguments."""
   rng = np.random.default_rng(seed)
   body = rng.normal(scale=0.15, size=(n, model.num_joints - 1, 3))
   if n > 1:
@@ -71,12 +74,6 @@ def render(vertices, faces, keypoints, size: int = 448) -> Image.Image:
   return img
 
 
-def write_obj(path: Path, vertices, faces):
-  lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
-  lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces]
-  path.write_text("\n".join(lines) + "\n")
-
-
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--model", default=None, help="SMPL .pkl/.npz (default: the open model)")
@@ -92,7 +89,7 @@ def main(argv=None):
     f"model: {model.name} ({model.num_vertices} vertices, {model.num_betas} betas, "
     f"joint sets {[js.name for js in model.joint_sets]})"
   )
-  params = sample_params(model, args.batch, args.seed)
+  params = demo_params(model, args.batch, args.seed)
   full = jax.jit(smpl_jax.forward_batch)
   joints_only = jax.jit(smpl_jax.forward_joints_batch)
   print(

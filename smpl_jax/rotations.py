@@ -51,7 +51,11 @@ def aa_to_rotmat(aa: Float[Array, "*B 3"]) -> Float[Array, "*B 3 3"]:
   sinc, versine = _sinc_and_half_versine(theta_sq)
   k = skew(aa)
   eye = jnp.eye(3, dtype=aa.dtype)
-  return eye + sinc[..., None, None] * k + versine[..., None, None] * (k @ k)
+  return (
+    eye
+    + sinc[..., None, None] * k
+    + versine[..., None, None] * jnp.matmul(k, k, precision="highest")
+  )
 
 
 def aa_to_quat(aa: Float[Array, "*B 3"]) -> Float[Array, "*B 4"]:
@@ -192,7 +196,7 @@ def rot6d_to_aa(rot6d: Float[Array, "*B 6"]) -> Float[Array, "*B 3"]:
 def geodesic_angle(r1: Float[Array, "*B 3 3"], r2: Float[Array, "*B 3 3"]) -> Float[Array, "*B"]:
   """Angle in radians of r1^T r2: 2 atan2(|q_xyz|, |q_w|), accurate near 0 and pi, with a finite
   (zero) gradient at r1 == r2."""
-  q = rotmat_to_quat(jnp.swapaxes(r1, -1, -2) @ r2)
+  q = rotmat_to_quat(jnp.matmul(jnp.swapaxes(r1, -1, -2), r2, precision="highest"))
   s_sq = jnp.sum(q[..., 1:] ** 2, axis=-1)
   positive = s_sq > 0
   s = jnp.where(positive, jnp.sqrt(jnp.where(positive, s_sq, 1.0)), 0.0)

@@ -14,6 +14,9 @@ class ModelOptions:
   dropout: float = 0.5  # in the iterative head, after fc1 and fc2
   mean_params: str = ""  # SPIN's smpl_mean_params.npz; "" = computed for the open model
   pretrained: str = ""  # torchvision ResNet-50 weights (.safetensors, or .pth with torch)
+  # SPIN's model_checkpoint.pt (SPIN's --pretrained_checkpoint; needs torch): the whole
+  # regressor (backbone resnet50); loaded after `pretrained`, it replaces every tensor
+  pretrained_checkpoint: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +37,9 @@ class FitOptions:
   solver: str = "adam"
   step_size: float = 0.01
   threshold: float = 100.0  # px^2: fits scoring above this do not supervise
+  require_success: bool = False  # also require a new fit to beat its own start (not SPIN)
+  fit_gt: bool = False  # also fit samples whose ground-truth SMPL overrides the fit (SPIN does)
+  chunks: int = 1  # fit in this many chunks, only those holding samples without ground truth
   max_beta: float = 3.0  # fits with any |beta| above this supervise betas with zeros
 
 
@@ -48,8 +54,10 @@ class DataConfig:
   ignore_3d: bool = False
   build_synthetic: bool = True  # build spin_synthetic/<config> when it is missing
   synthetic_sizes: tuple[int, int, int] = (10_000, 1_000, 1_000)
-  fits_files: tuple[str, ...] = ()  # "<dataset>=<fits.npz>" from python -m fitting.cli
-  num_threads: int = 2
+  # "<dataset>=<fits.npz>" from python -m fitting.cli, or "<dataset>=<dataset>_fits.npy" (SPIN's)
+  fits_files: tuple[str, ...] = ()
+  num_threads: int = 2  # input threads (of each worker process, if any)
+  num_processes: int = 0  # grain worker processes (mp_prefetch); 0 = threads only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +75,7 @@ class TrainConfig:
   checkpoint_every: int = 1000
   image_every: int = 1000
   keep_checkpoints: int = 2
+  skip_nonfinite: bool = False  # skip (and count) a batch whose loss or gradients are not finite
   model: ModelOptions = ModelOptions()
   loss: LossOptions = LossOptions()
   fit: FitOptions = FitOptions()

@@ -3,6 +3,8 @@
     python -m spin_jax.demo --img photo.jpg --openpose photo_keypoints.json --fit
     python -m spin_jax.demo --img photo.jpg --bbox 120,40,300,620 --workdir outputs/train
     python -m spin_jax.demo --img photo.jpg --openpose kp.json --no_network   # SMPLify alone
+    python -m spin_jax.demo --img photo.jpg --bbox box.json --spin_checkpoint model_checkpoint.pt \
+      --body_model data/smpl/SMPL_NEUTRAL.pkl   # SPIN's released network (needs torch)
 
 The person is cropped by SPIN's demo rules (SPIN_SPEC 9): from an OpenPose JSON, the centre is
 the mean of the keypoints with confidence > 0.2 and the box side 1.2 x their larger extent; from
@@ -115,7 +117,7 @@ def check_crop_in_image(crop: Crop, size: tuple[int, int]) -> None:
 def crop_image(image: Image.Image, crop: Crop, res: int) -> np.ndarray:
   """(res, res, 3) uint8: the crop's box resized to the network's input (black outside)."""
   affine = geometry.crop_affine(crop.center, crop.side, res)
-  return np.asarray(geometry.warp(image, affine, res), np.uint8)
+  return geometry.warp(image, affine, res)
 
 
 def photo_camera(crop: Crop) -> tuple[float, tuple[float, float]]:
@@ -126,10 +128,14 @@ def photo_camera(crop: Crop) -> tuple[float, tuple[float, float]]:
 # -- estimates ------------------------------------------------------------------------------------
 
 
-def network_estimate(workdir: str, image: Image.Image, crop: Crop) -> smplify.FitParams:
+def network_estimate(
+  workdir: str | None, image: Image.Image, crop: Crop, source=None
+) -> smplify.FitParams:
+  """The regressor's estimate for the crop: a training run's newest checkpoint, or `source`
+  (an `eval.Source`, e.g. SPIN's released network) when given."""
   from spin_jax import eval as eval_lib
 
-  source = eval_lib.checkpoint_source(workdir)
+  source = source or eval_lib.checkpoint_source(workdir)
   pixels = crop_image(image, crop, source.img_res)[None]
   est = source.estimate({"image": pixels})
   aa = rotations.rotmat_to_aa(est.rotmat[0])
@@ -254,6 +260,7 @@ def run(
   fit: bool = False,
   body_model: str = "",
   max_side: int = MAX_SIDE,
+  spin_checkpoint: str | None = None,
 ) -> dict:
   if not max_side >= 1:
     raise ValueError(f"--max_side {max_side}: the picture needs at least 1 pixel a side")
@@ -284,7 +291,14 @@ def run(
     w, h = image.size
     crop = Crop((w / 2.0, h / 2.0), max(w, h) / 200.0)
   check_crop_in_image(crop, image.size)
-  if (fit or not workdir) and kp25 is None:
+  spin_source = None
+  if spin_checkpoint:  # SPIN's released network instead of a training run
+    from spin_jax import eval as eval_lib
+
+    workdir = None
+    spin_source = eval_lib.spin_checkpoint_source(spin_checkpoint, body_model)
+  network = bool(workdir or spin_checkpoint)
+  if (fit or not network) and kp25 is None:
     raise ValueError("SMPLify needs 2D keypoints: give --openpose with --fit / --no_network")
 
   if workdir:
@@ -297,12 +311,14 @@ def run(
       body_model or json.loads((Path(workdir) / "config.json").read_text())["body_model"]
     )
   body = smpl_jax.load_model(body_model or None)
-  if workdir:
-    params = network_estimate(workdir, image, crop)
+  if network:
+    params = network_estimate(workdir, image, crop, spin_source)
   else:
     params = mean_estimate()
-  info = {"estimate": "network" if workdir else "mean parameters"}
-  if fit or not workdir:
+  info = {"estimate": "network" if network else "mean parameters"}
+  if spin_checkpoint:
+    info["spin_checkpoint"] = str(spin_checkpoint)
+  if fit or not network:
     result, err_px = refine(body, priors.load_gmm(), kp25, crop, params)
     info["smplify"] = {
       "success": bool(result.success),
@@ -348,6 +364,9 @@ def main(argv=None):
   ap.add_argument("--bbox", help='bounding box: JSON file {"bbox": [x, y, w, h]} or "x,y,w,h"')
   ap.add_argument("--workdir", default="outputs/train", help="training run (newest checkpoint)")
   ap.add_argument("--no_network", action="store_true", help="fit from the mean parameters")
+  ap.add_argument(
+    "--spin_checkpoint", help="SPIN's model_checkpoint.pt instead of --workdir (needs torch)"
+  )
   ap.add_argument("--fit", action="store_true", help="refine with SMPLify (needs --openpose)")
   ap.add_argument("--body_model", default="", help="SMPL .pkl/.npz (default: the open model)")
   ap.add_argument("--out", default="outputs/demo")
@@ -355,6 +374,8 @@ def main(argv=None):
     "--max_side", type=int, default=MAX_SIDE, help="the picture's long side at most (px)"
   )
   args = ap.parse_args(argv)
+  if args.no_network and args.spin_checkpoint:
+    raise SystemExit("error: --no_network and --spin_checkpoint exclude each other")
   try:
     return run(
       args.img,
@@ -365,6 +386,7 @@ def main(argv=None):
       args.fit,
       args.body_model,
       args.max_side,
+      args.spin_checkpoint,
     )
   except (ValueError, FileNotFoundError) as err:
     raise SystemExit(f"error: {err}") from err

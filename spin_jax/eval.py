@@ -3,6 +3,8 @@
     python -m spin_jax.eval --workdir outputs/train --dataset spin_synthetic/main --split test
     python -m spin_jax.eval --workdir runs/spin --dataset spin_format/h36m_p2 --data_dir data/tfds
     python -m spin_jax.eval --fits fits/pw3d.npz --dataset spin_format/pw3d --models data/smpl
+    python -m spin_jax.eval --spin_checkpoint data/model_checkpoint.pt \
+      --body_model data/smpl/SMPL_NEUTRAL.pkl --dataset spin_format/pw3d --models data/smpl
 
 SPIN's protocol: the prediction's joints come from its mesh through the Human3.6M regressor
 (17 joints), minus that regressor's pelvis, reduced to SPIN's 14 evaluation joints (17 for
@@ -191,6 +193,35 @@ def checkpoint_source(workdir: str | Path, step: int | None = None) -> Source:
     img_res=cfg.model.img_res,
     estimate=lambda batch: predict(params, rest, batch["image"]),
     body_model=cfg.body_model,
+  )
+
+
+def spin_checkpoint_source(path: str | Path, body_model: str) -> Source:
+  """SPIN's released `model_checkpoint.pt` (needs torch; `spin_jax.spin_files`) as the ResNet-50
+  regressor at 224 px. Its estimates are of SMPL's neutral model, so `body_model` is required."""
+  from flax import nnx
+
+  from spin_jax import spin_files
+  from spin_jax.model import normalize_images
+
+  if not body_model:
+    raise ValueError(
+      "--spin_checkpoint needs --body_model (SMPL's neutral model, e.g. SMPL_NEUTRAL.pkl): "
+      "SPIN's network predicts that model's pose and betas, which mean something else in the "
+      "open model"
+    )
+  graphdef, params, rest = spin_files.spin_regressor(path)
+
+  @jax.jit
+  def predict(params, rest, images):
+    pred = nnx.merge(graphdef, params, rest, copy=True)(normalize_images(images))
+    return Estimate(pred.rotmat, pred.betas, camera.weak_perspective_to_translation(pred.cam))
+
+  return Source(
+    name=Path(path).stem,
+    img_res=224,
+    estimate=lambda batch: predict(params, rest, batch["image"]),
+    body_model=body_model,
   )
 
 
@@ -437,12 +468,17 @@ def main(argv=None):
   what = ap.add_mutually_exclusive_group(required=True)
   what.add_argument("--workdir", help="a training run's folder (config.json, checkpoints/)")
   what.add_argument("--fits", help="a fits file from python -m fitting.cli")
+  what.add_argument("--spin_checkpoint", help="SPIN's model_checkpoint.pt (needs torch)")
   ap.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
   ap.add_argument("--dataset", required=True, help="e.g. spin_synthetic/main, spin_format/pw3d")
   ap.add_argument("--split", default="test")
   ap.add_argument("--data_dir", help="prepared TFDS data (default: the run's, or data/tfds)")
   ap.add_argument("--models", help="folder with SMPL_{NEUTRAL,MALE,FEMALE} (3DPW)")
-  ap.add_argument("--body_model", default="", help="with --fits: the model they were fitted with")
+  ap.add_argument(
+    "--body_model",
+    default="",
+    help="with --fits: the model they were fitted with; with --spin_checkpoint: SMPL neutral",
+  )
   ap.add_argument("--batch_size", type=int, default=32)
   ap.add_argument("--num_examples", type=int, help="only the first N people")
   ap.add_argument("--out", help="output folder")
@@ -455,6 +491,9 @@ def main(argv=None):
       cfg = json.loads((Path(args.workdir) / "config.json").read_text())
       data_dir = cfg["data"]["data_dir"]
     out = Path(args.out or Path(args.workdir) / "eval")
+  elif args.spin_checkpoint:
+    source = spin_checkpoint_source(args.spin_checkpoint, args.body_model)
+    out = Path(args.out or Path(args.spin_checkpoint).parent / "eval")
   else:
     source = fits_source(args.fits, args.body_model)
     out = Path(args.out or Path(args.fits).parent)

@@ -34,9 +34,10 @@ from tqdm import tqdm
 
 import smpl_jax
 from fitting import priors
-from fitting.data_io import write_text_atomic
 from smpl_jax import rotations
+from smpl_jax.files import write_text_atomic
 from spin_jax import fits as fits_lib
+from spin_jax import spin_files as spin_files_lib
 from spin_jax import train_step as ts
 from spin_jax.config import TrainConfig, from_config_dict
 from spin_jax.data import builders, pipeline, records
@@ -122,6 +123,7 @@ def data_options(cfg: TrainConfig) -> pipeline.DataOptions:
     ignore_3d=cfg.data.ignore_3d,
     seed=cfg.seed,
     num_threads=cfg.data.num_threads,
+    num_processes=cfg.data.num_processes,
   )
 
 
@@ -133,7 +135,9 @@ def fits_files(cfg: TrainConfig, layout: fits_lib.Layout) -> dict[int, str]:
   for item in cfg.data.fits_files:
     name, sep, path = item.partition("=")
     if not sep:
-      raise ValueError(f"data.fits_files entry {item!r} is not '<dataset>=<fits.npz>'")
+      raise ValueError(
+        f"data.fits_files entry {item!r} is not '<dataset>=<fits.npz or SPIN's _fits.npy>'"
+      )
     out[ids[name] if name in ids else records.dataset_info(name).dataset_id] = path
   return out
 
@@ -160,6 +164,11 @@ def mean_params(cfg: TrainConfig):
 
 def create_state(cfg: TrainConfig, layout: fits_lib.Layout, tx):
   """(train graphdef, eval graphdef, TrainState) with freshly initialised parameters."""
+  if cfg.model.pretrained_checkpoint and cfg.model.backbone != "resnet50":
+    raise ValueError(
+      f"model.pretrained_checkpoint is SPIN's ResNet-50 network; model.backbone is "
+      f"{cfg.model.backbone!r}: set --config.model.backbone=resnet50"
+    )
   mp = mean_params(cfg)
 
   def make():
@@ -181,10 +190,15 @@ def create_state(cfg: TrainConfig, layout: fits_lib.Layout, tx):
     from spin_jax import weights
 
     params, rest = weights.load_torchvision_resnet(cfg.model.pretrained, params, rest)
+  if cfg.model.pretrained_checkpoint:  # SPIN's released network (docs/spin_files.md)
+    params, rest = spin_files_lib.load_spin_checkpoint(
+      cfg.model.pretrained_checkpoint, params, rest
+    )
   mean_aa = rotations.rot6d_to_aa(jnp.asarray(mp.pose6d).reshape(24, 6)).reshape(72)
   files = fits_files(cfg, layout)
   made_from = fits_made_from(cfg, layout) if files else None
-  table = fits_lib.init_table(layout, np.asarray(mean_aa), files, made_from)
+  # fits.init_table, also taking SPIN's <dataset>_fits.npy
+  table = spin_files_lib.init_table(layout, np.asarray(mean_aa), files, made_from)
   state = ts.TrainState(params, rest, tx.init(params), table, jnp.zeros((), jnp.int32))
   return graphdef, eval_graphdef, state, np.asarray(mean_aa)
 
@@ -396,13 +410,14 @@ def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = F
     )
   workdir.mkdir(parents=True, exist_ok=True)
   write_text_atomic(workdir / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
+  body = smpl_jax.load_model(cfg.body_model or None)
+  ts.require_gt_joints(body, f"--config.body_model={cfg.body_model!r}")
   if jax.process_index() == 0:
     ensure_synthetic(cfg)
   if jax.process_count() > 1:  # the other hosts wait for the build
     from jax.experimental import multihost_utils
 
     multihost_utils.sync_global_devices("spin_jax: datasets ready")
-  body = smpl_jax.load_model(cfg.body_model or None)
   prior = priors.load_gmm(cfg.prior or None)
   layout = layout_of(cfg)
   tx = make_optimizer(cfg)
@@ -462,29 +477,54 @@ def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = F
   )
   t_last, n_last, val = time.perf_counter(), start, None
   rows = dict(layout.datasets)
+  pending = []  # (step, device metrics, batch ids) not yet read on the host
+  skipped = []  # steps whose non-finite batch was skipped (--config.skip_nonfinite)
+
+  def read_metrics():
+    """Reads the steps run since the last read (one host sync): a non-finite step stops training
+    (the state is unchanged by it) unless cfg.skip_nonfinite; returns the finite steps' mean."""
+    got = jax.device_get([m for _, m, _ in pending])
+    done_steps = [(s, m, ids) for (s, _, ids), m in zip(pending, got)]
+    pending.clear()
+    for s, m, ids in done_steps:
+      if m["finite"]:
+        continue
+      if not cfg.skip_nonfinite:
+        raise NonFiniteLoss(
+          f"non-finite loss or gradients at step {s} (that step changed nothing; last "
+          f"checkpoint {mngr.latest_step()}); batch (dataset_id, index): {ids}; "
+          "--config.skip_nonfinite=True skips such batches"
+        )
+      skipped.append(s)
+      tqdm.write(f"step {s}: non-finite loss or gradients, batch skipped: {ids[:8]}")
+    good = [m for _, m, _ in done_steps if m["finite"]]
+    if not good:
+      return {}
+    return {k: float(np.mean([m[k] for m in good])) for k in good[0] if k != "finite"}
+
   with on_sigterm() as stop:
     for step in bar:
       batch = next(data_iter)
       check_batch_rows(batch, rows, step + 1)
       state, metrics = step_fn(state, as_global(batch), body, prior)
-      metrics = jax.device_get(metrics)
-      if not metrics["finite"]:
-        ids = sorted({(int(d), int(i)) for d, i in zip(batch["dataset_id"], batch["index"])})
-        raise NonFiniteLoss(
-          f"non-finite loss or gradients at step {step + 1} (state left unchanged; last "
-          f"checkpoint {mngr.latest_step()}); batch (dataset_id, index): {ids}"
-        )
+      ids = sorted({(int(d), int(i)) for d, i in zip(batch["dataset_id"], batch["index"])})
+      pending.append((step + 1, metrics, ids))
+      if len(pending) > 2:  # bound the queue without stalling: two steps stay in flight
+        jax.block_until_ready(pending[-3][1]["finite"])
       done = step + 1
-      if done % cfg.log_every == 0 or done == cfg.steps:
+      interval = (done % cfg.eval_every == 0) or (done % cfg.checkpoint_every == 0)
+      if done % cfg.log_every == 0 or done == cfg.steps or interval or stop.is_set():
+        means = read_metrics()
+      if (done % cfg.log_every == 0 or done == cfg.steps) and means:
         now = time.perf_counter()
         rate = (done - n_last) / (now - t_last)
         t_last, n_last = now, done
-        bar.set_postfix(loss=f"{metrics['loss']:.3f}", upd=f"{metrics['fits/update_rate']:.2f}")
+        bar.set_postfix(loss=f"{means['loss']:.3f}", upd=f"{means['fits/update_rate']:.2f}")
         if writer:
-          for k, v in metrics.items():
-            if k != "finite":
-              writer.add_scalar(k, float(v), done)
+          for k, v in means.items():
+            writer.add_scalar(k, v, done)
           writer.add_scalar("steps_per_s", rate, done)
+          writer.add_scalar("nonfinite_skipped", len(skipped), done)
       if stop.is_set():  # preemption: keep this step, skip the interval work, exit
         save_checkpoint(mngr, done, state, data_iter)
         bar.close()
@@ -513,6 +553,8 @@ def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = F
   if val is None:
     val = evaluate(cfg, eval_fn, state)
   result = {"step": int(cfg.steps), "val": val, "baseline": baseline}
+  if skipped:
+    result["nonfinite_skipped"] = skipped
   if jax.process_index() == 0:
     write_text_atomic(workdir / "result.json", json.dumps(result, indent=1))
   return result

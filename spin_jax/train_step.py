@@ -3,12 +3,15 @@
     state, metrics = train_step(state, batch, body, prior, graphdef=..., tx=..., cfg=...)
 
 Order: ground-truth joints; the stored fits gathered in the batch's augmented frame and scored;
-the network's prediction; SMPLify started from the prediction under `stop_gradient`; a fit
-replaces the stored one only where it is finite, succeeded and scores strictly better; the
-fits table is written back in the canonical frame; the extreme-shape guard; ground truth
-overrides fits where `has_smpl`; fits supervise only below the score threshold; SPIN's losses and
-weights; Adam. A step whose loss or gradients are not finite changes nothing (params, optimiser,
-batch statistics, fits) and says so in `metrics["finite"]`; the loop stops on it.
+the network's prediction; SMPLify started from the prediction under `stop_gradient`, on the
+samples without ground-truth SMPL (all of them with `fit.fit_gt`, as SPIN); a new fit replaces
+the stored one where it is finite and scores strictly better (SPIN's rule; `fit.require_success`
+also asks it to beat its own start); the fits table is written back in the canonical frame; the
+extreme-shape guard; ground truth overrides fits where `has_smpl`; fits supervise only below the
+score threshold; SPIN's losses and weights (`spin_jax.losses`); Adam. Joints the body model
+cannot define carry no supervision. A step whose loss or gradients are not finite changes nothing
+(params, optimiser, batch statistics, fits) and says so in `metrics["finite"]`, which the loop
+reads at its logging intervals.
 
 One deliberate change (SPIN_SPEC 12.2): SPIN scores the stored fit with a least-squares camera
 and the new fit with its own optimised camera. Here both are scored with the same rule, the
@@ -28,12 +31,12 @@ import smpl_jax
 from fitting import smplify
 from fitting.smplify import FitParams
 from smpl_jax import camera, rotations
+from smpl_jax.joints import GT24
 from spin_jax import fits as fits_lib
+from spin_jax import losses
 from spin_jax import metrics as metrics_lib
 from spin_jax.config import TrainConfig
 from spin_jax.model import normalize_images
-
-HIPS_J24 = (2, 3)  # Right Hip, Left Hip: SPIN centres 3D joints on their midpoint
 
 
 @functools.partial(jax.tree_util.register_dataclass)
@@ -67,25 +70,74 @@ def keypoints_px(keypoints):
   return jnp.concatenate([xy, keypoints[..., 2:]], axis=-1)
 
 
+def defined_joints(body) -> jax.Array:
+  """(49,) bool: the SPIN joints `body` defines (SMPL without J_regressor_extra.npy lacks 9)."""
+  return jnp.asarray(body.joint_set("spin49").defined)
+
+
+def require_gt_joints(body, where: str) -> None:
+  """Refuses a body model that cannot define all 24 ground-truth joints of SPIN's 49.
+
+  SMPL alone defines 40 of the 49; the other nine (both hips, LSP neck and head top, ...) come
+  from SPIN's `J_regressor_extra.npy`. The 2D terms could leave them out, but the 3D loss
+  centres on the hips and validation scores LSP's 14 joints, so training would run on zeros.
+  """
+  js = body.joint_set("spin49")
+  missing = [n for n, ok in zip(js.names[GT24], js.defined[GT24]) if not ok]
+  if missing:
+    raise ValueError(
+      f"{where}: the body model {body.name} cannot define SPIN's joints {missing}: the 3D loss "
+      "centres on the hips and validation scores LSP's 14 joints. Put SPIN's "
+      "J_regressor_extra.npy (data/ of SPIN, from its fetch_data.sh) next to the SMPL file, or "
+      "train on the open model (--config.body_model='')"
+    )
+
+
 def score_fits(body, prior, kp_px, pose, betas, options):
   """SPIN's fitting loss of (pose, betas) with the least-squares camera on the 24 ground-truth
-  keypoints; +inf where that camera or loss is not finite."""
+  keypoints (undefined joints left out); +inf where that camera or loss is not finite."""
   joints = spin49(body, pose, betas)
-  cam_t = camera.estimate_translation(joints[:, 25:], kp_px[:, 25:, :2], kp_px[:, 25:, 2])
+  conf = jnp.where(defined_joints(body)[GT24], kp_px[:, GT24, 2], 0.0)
+  cam_t = camera.estimate_translation(joints[:, GT24], kp_px[:, GT24, :2], conf)
   params = FitParams(pose[:, :3], pose[:, 3:], betas, cam_t)
   loss = jax.vmap(lambda k, p: smplify.fitting_loss(body, prior, k, p, options))(kp_px, params)
   return jnp.where(jnp.isfinite(loss), loss, jnp.inf), joints
 
 
-def _masked_mean(err, mask):
-  """Mean over all elements of the rows where mask (0 when there are none)."""
-  per_row = err.reshape(err.shape[0], -1)
-  count = jnp.maximum(jnp.sum(mask), 1) * per_row.shape[1]
-  return jnp.sum(per_row * mask[:, None]) / count
+def fit_where_needed(body, prior, kp_px, init: FitParams, need, options, chunks: int):
+  """SMPLify on the rows where `need` only, under static shapes.
 
+  The rows are ordered needed-first and fitted in chunks of B / `chunks` rows, as many chunks
+  as the needed rows fill (`lax.while_loop`: the fit is compiled once, at the chunk size, and a
+  batch with nothing to fit fits nothing). At SPIN's mix a third of the samples have ground-truth
+  SMPL, so with 4 chunks most batches fit 3 of them. One chunk suits accelerators, where a fit
+  of B rows takes about as long as one of B / 4; several chunks suit CPUs.
 
-def _centre_hips(j):
-  return j - j[:, HIPS_J24, :].mean(axis=1, keepdims=True)
+  Returns (params, success, fitted): params are the start on rows not fitted; success is the fit's
+  own (better than its start) and False where not fitted; `fitted` equals `need`.
+  """
+  b = need.shape[0]
+  if b % chunks:
+    raise ValueError(f"fit.chunks={chunks} must divide the batch size {b}")
+  size = b // chunks
+  order = jnp.argsort(jnp.logical_not(need), stable=True)  # needed rows first, in batch order
+  num_chunks = (jnp.sum(need) + size - 1) // size
+
+  def fit_chunk(carry):
+    i, params, success = carry
+    idx = jax.lax.dynamic_slice_in_dim(order, i * size, size)
+    sub = smplify.fit_batch(body, prior, kp_px[idx], jax.tree.map(lambda x: x[idx], init), options)
+    keep = need[idx]  # the last chunk's padding rows (ground truth) keep their start
+    params = jax.tree.map(
+      lambda full, part: full.at[idx].set(jnp.where(keep[:, None], part, full[idx])),
+      params,
+      sub.params,
+    )
+    return i + 1, params, success.at[idx].set(sub.success & keep)
+
+  start = (jnp.zeros((), jnp.int32), init, jnp.zeros(b, bool))
+  _, params, success = jax.lax.while_loop(lambda c: c[0] < num_chunks, fit_chunk, start)
+  return params, success, need
 
 
 def train_step(state: TrainState, batch: dict, body, prior, *, graphdef, tx, cfg: TrainConfig):
@@ -99,6 +151,7 @@ def train_step(state: TrainState, batch: dict, body, prior, *, graphdef, tx, cfg
   opt_pose, opt_betas = fits_lib.gather(state.fits, *rows)
   opt_score, _ = score_fits(body, prior, kp_px, opt_pose, opt_betas, opts)
   images = normalize_images(batch["image"])
+  defined49 = defined_joints(body)
 
   model = nnx.merge(graphdef, state.params, state.rest, copy=True)  # leave `state` intact
 
@@ -121,11 +174,20 @@ def train_step(state: TrainState, batch: dict, body, prior, *, graphdef, tx, cfg
         jax.lax.stop_gradient(pred.betas),
         jax.lax.stop_gradient(pred_cam_t),
       )
-      fit = smplify.fit_batch(body, prior, kp_px, init, opts)
-      new_pose = jnp.concatenate([fit.params.global_orient, fit.params.body_pose], axis=1)
-      new_betas = fit.params.betas
+      if cfg.fit.fit_gt:  # SPIN fits every sample, also those that ground truth overrides
+        fit = smplify.fit_batch(body, prior, kp_px, init, opts)
+        fitted_params, success, fitted = fit.params, fit.success, jnp.ones(b, bool)
+      else:
+        fitted_params, success, fitted = fit_where_needed(
+          body, prior, kp_px, init, jnp.logical_not(has_smpl), opts, cfg.fit.chunks
+        )
+      new_pose = jnp.concatenate([fitted_params.global_orient, fitted_params.body_pose], axis=1)
+      new_betas = fitted_params.betas
       new_score, _ = score_fits(body, prior, kp_px, new_pose, new_betas, opts)
-      update = fit.success & jnp.isfinite(new_score) & (new_score < opt_score)
+      # SPIN's rule: keep the new fit where it scores better than the stored one.
+      update = fitted & jnp.isfinite(new_score) & (new_score < opt_score)
+      if cfg.fit.require_success:  # ... and is better than its own start
+        update = update & success
       best_pose = jnp.where(update[:, None], new_pose, opt_pose)
       best_betas = jnp.where(update[:, None], new_betas, opt_betas)
       score = jnp.where(update, new_score, opt_score)
@@ -140,35 +202,22 @@ def train_step(state: TrainState, batch: dict, body, prior, *, graphdef, tx, cfg
     valid = ((score < cfg.fit.threshold) & use_fits) | has_smpl
 
     target_rot = rotations.aa_to_rotmat(target_pose.reshape(b, 24, 3))
-    loss_pose = _masked_mean((pred.rotmat - target_rot) ** 2, valid)
-    loss_betas = _masked_mean((pred.betas - target_betas) ** 2, valid)
-    w = kp[..., 2] * jnp.concatenate(
-      [jnp.full(25, cfg.loss.openpose), jnp.full(24, cfg.loss.gt)]
-    ).astype(kp.dtype)
-    loss_kp2d = jnp.mean(w[..., None] * (pred_kp - kp[..., :2]) ** 2)
-    gt3d = batch["joints3d"]
-    diff3d = _centre_hips(pred_j[:, 25:]) - _centre_hips(gt3d[..., :3])
-    loss_kp3d = _masked_mean(gt3d[..., 3:] * diff3d**2, has_3d)
-    loss_cam = jnp.mean(jnp.exp(-10.0 * pred.cam[:, 0]) ** 2)
     terms = {
-      "keypoints_2d": loss_kp2d,
-      "keypoints_3d": loss_kp3d,
-      "pose": loss_pose,
-      "betas": loss_betas,
-      "camera": loss_cam,
+      "keypoints_2d": losses.keypoints_2d(
+        pred_kp, kp, cfg.loss.openpose, cfg.loss.gt, defined=defined49
+      ),
+      "keypoints_3d": losses.keypoints_3d(
+        pred_j[:, 25:], batch["joints3d"], has_3d, defined=defined49[25:]
+      ),
+      "pose": losses.pose(pred.rotmat, target_rot, valid),
+      "betas": losses.betas(pred.betas, target_betas, valid),
+      "camera": losses.camera(pred.cam),
     }
-    total = (
-      cfg.loss.keypoint * (loss_kp2d + loss_kp3d)
-      + cfg.loss.pose * loss_pose
-      + cfg.loss.betas * loss_betas
-      + loss_cam
-    )
     if cfg.loss.shape > 0:
       pred_v = smpl_jax.forward_batch(body, pred.betas, pred.rotmat[:, :1], pred.rotmat[:, 1:])
       tgt_v = smpl_jax.forward_batch(body, target_betas, target_pose[:, :3], target_pose[:, 3:])
-      terms["shape"] = _masked_mean(jnp.abs(pred_v.vertices - tgt_v.vertices), valid)
-      total = total + cfg.loss.shape * terms["shape"]
-    total = cfg.loss.scale * total
+      terms["shape"] = losses.shape(pred_v.vertices, tgt_v.vertices, valid)
+    total = losses.spin_loss(terms, cfg.loss)
     aux = dict(
       terms=terms,
       update=update,
@@ -193,12 +242,19 @@ def train_step(state: TrainState, batch: dict, body, prior, *, graphdef, tx, cfg
   # A non-finite step changes nothing; the loop sees `finite` and stops.
   out = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
   scores = aux["score"]
+  no_gt = jnp.logical_not(has_smpl)
   metrics = {
     "loss": loss,
     **{f"loss/{k}": v for k, v in aux["terms"].items()},
     "fits/update_rate": jnp.mean(aux["update"].astype(jnp.float32)),
     "fits/valid_rate": jnp.mean(aux["valid"].astype(jnp.float32)),
     "fits/median_score": jnp.median(jnp.where(jnp.isfinite(scores), scores, 1e6)),
+    # Fraction of the fits without ground truth that would pass other thresholds (calibration).
+    **{
+      f"fits/below_{m}x_threshold": jnp.sum((scores < m * cfg.fit.threshold) & no_gt)
+      / jnp.maximum(jnp.sum(no_gt), 1)
+      for m in (0.5, 1, 2, 4)
+    },
     "finite": finite,
   }
   return out, metrics

@@ -1,5 +1,6 @@
 """The data issue: TFDS builders, SPIN's augmentation, the grain pipeline, bad input."""
 
+import dataclasses
 import io
 
 import grain
@@ -12,7 +13,7 @@ from PIL import Image, ImageDraw
 
 import smpl_jax
 from smpl_jax import augment
-from smpl_jax.joints import J24_FLIP_PERM, SPIN49_FLIP_PERM
+from smpl_jax.joints import J24_FLIP_PERM, J24_PELVIS, SPIN49_FLIP_PERM
 from spin_jax.data import build, builders, geometry, pipeline, records, spin_format, synthetic
 
 DOT_ROW = 25  # SPIN49 row of J24 "Right Ankle", drawn as a white dot in every test image
@@ -194,7 +195,7 @@ def test_augmented_labels_project_to_augmented_keypoints(synthetic_data, lowres_
     vis = gt[:, 2] > 0
     assert vis.sum() > 15
     np.testing.assert_allclose(gt[vis, :2] * opts.img_res / 2, xy[25:][vis], atol=0.6)
-    j24 = j49[25:] - j49[25 + synthetic.PELVIS_J24]
+    j24 = j49[25:] - j49[25 + J24_PELVIS]
     np.testing.assert_allclose(out["joints3d"][:, :3], j24, atol=2e-3)
 
 
@@ -369,14 +370,143 @@ def test_montage_writes_png(synthetic_data, tmp_path):
 
 def test_activity_poses_are_within_joint_limits():
   from fitting import pose_sampler
-  from spin_jax.data import poses
 
   lim = pose_sampler.joint_limits().reshape(69, 2)
   rng = np.random.default_rng(0)
-  for name in poses.ACTIVITIES:
-    p = np.clip(poses.activity_pose(rng, name).reshape(69), lim[:, 0], lim[:, 1])
+  for name in pose_sampler.ACTIVITIES:
+    p = np.clip(pose_sampler.activity_pose(rng, name).reshape(69), lim[:, 0], lim[:, 1])
     assert np.all(np.isfinite(p)) and np.abs(p).max() > 0.3, name
-  samples = np.stack([poses.sample_pose(rng, 0.25, (0.3, 0.8)) for _ in range(200)])
+  samples = np.stack([pose_sampler.sample_pose(rng, 0.25, (0.3, 0.8)) for _ in range(200)])
   assert np.all(samples >= lim[:, 0] - 1e-9) and np.all(samples <= lim[:, 1] + 1e-9)
   knee = samples[:, 3 * 3]  # left knee flexion (x of body joint 4 - 1)
   assert knee.max() > 1.2  # sitting and squatting bend knees well past the walk
+
+
+def test_spin_build_with_workers_is_the_serial_build(tmp_path):
+  """--workers 2 decodes in spawned processes, in chunks: the records (image bytes included)
+  and their storage order are the serial build's, and so are the skipped rows and the report;
+  without --skip_bad the bad row is the same error. (The record files are byte-identical too
+  when built in one process; across processes protobuf may order a record's features map
+  differently.)"""
+  root = _spin_manual(tmp_path)
+  path = root / "h36m" / "images" / "S1_walk.3_000003.jpg"
+  path.write_bytes(path.read_bytes()[:300])
+  (serial,) = _build(root, tmp_path / "w1", "--skip_bad")
+  (parallel,) = _build(root, tmp_path / "w2", "--skip_bad", "--workers", "2")
+  report = (serial / "build_report.json").read_text()
+  assert report == (parallel / "build_report.json").read_text() and '"index": 3' in report
+  want = builders.open_source(tmp_path / "w1" / "tfds", "spin_format/h36m", "train")
+  got = builders.open_source(tmp_path / "w2" / "tfds", "spin_format/h36m", "train")
+  assert len(got) == len(want) == N_SPIN - 1
+  for i in range(len(want)):
+    assert set(got[i]) == set(want[i])
+    for key in want[i]:
+      np.testing.assert_array_equal(got[i][key], want[i][key], err_msg=f"record {i} {key}")
+  ann = spin_format.read_annotations(root / "dataset_extras" / "h36m_train.npz", "h36m")
+  args = (ann, root / "h36m", records.dataset_info("h36m"), 1.5, 64)
+  skipped = [], []
+  serial = list(spin_format.iter_examples(*args, skip_bad=True, skipped=skipped[0]))
+  chunked = spin_format.iter_examples(*args, True, skipped[1], workers=2, chunk=2)
+  for (i, a), (j, b) in zip(serial, chunked, strict=True):  # chunks of 2 rows: 3 tasks
+    assert i == j and a.keys() == b.keys()
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key], err_msg=f"row {i} {key}")
+  assert skipped[0] == skipped[1] and [i for i, _ in skipped[0]] == [3]
+  with pytest.raises(spin_format.DataError, match=r"h36m row 3 .*truncated"):
+    list(spin_format.iter_examples(*args, workers=2, chunk=2))
+
+
+def _pattern_record(size=96, margin=1.5):
+  """A stored record whose (lossless PNG) crop encodes its own coordinates: pixel (u, v) has
+  red 2 (u + 0.5) and green 2 (v + 0.5), so each pixel of an augmented crop tells which
+  stored-crop point it was sampled from (bilinear interpolation of a ramp is exact). Its
+  keypoints are spread over the middle of the crop."""
+  ramp = 2.0 * (np.arange(size) + 0.5)
+  pixels = np.zeros((size, size, 3), np.uint8)
+  pixels[..., 0], pixels[..., 1] = ramp[None, :], ramp[:, None]
+  buf = io.BytesIO()
+  Image.fromarray(pixels).save(buf, format="PNG")
+  kp = np.zeros((49, 3), np.float32)
+  kp[:, :2] = np.random.default_rng(0).uniform(0.35 * size, 0.65 * size, (49, 2))
+  kp[:, 2] = 1.0
+  ex = records.empty_labels()
+  ex.update(image=buf.getvalue(), keypoints=kp, margin=np.float32(margin))
+  ex.update(dataset_id=np.int32(0), index=np.int64(0))
+  return ex
+
+
+@pytest.mark.parametrize(
+  "aug",
+  [
+    geometry.AugmentParams(),
+    geometry.AugmentParams(flip=True, rot_deg=25.0, scale=1.2),
+    geometry.AugmentParams(rot_deg=-40.0, scale=0.8),
+  ],
+  ids=["none", "flip_rot_zoom_out", "rot_zoom_in"],
+)
+def test_augmented_crop_is_one_resample_of_the_stored_crop(aug, monkeypatch):
+  """Crop, scale, rotation and flip are one affine and one resample (one `warp` call): every
+  output pixel holds the stored-crop point that the affine's inverse gives, and the pixel under
+  each augmented keypoint is the stored keypoint's (in the mirrored row when flipped)."""
+  ex, res = _pattern_record(), 64
+  opts = pipeline.DataOptions(data_dir="", datasets=("x",), img_res=res)
+  calls = []
+  warp = geometry.warp
+  monkeypatch.setattr(geometry, "warp", lambda *a, **k: calls.append(a) or warp(*a, **k))
+  out = pipeline.process(ex, aug, opts)
+  assert len(calls) == 1 and calls[0][0].size == (96, 96)  # from the stored crop, once
+  affine = calls[0][1]
+  np.testing.assert_allclose(  # the affine: crop of side scale * 64 around the centre, etc.
+    affine, geometry.crop_affine((48.0, 48.0), aug.scale * 64.0, res, aug.rot_deg, aug.flip)
+  )
+  centres = np.stack(np.meshgrid(np.arange(res), np.arange(res)), -1) + 0.5
+  inv = np.linalg.inv(np.vstack([affine, [0.0, 0.0, 1.0]]))[:2]
+  source = geometry.apply_affine(inv, centres)  # (res, res, 2) stored-crop points
+  inside = np.all((source > 1.0) & (source < 95.0), axis=-1)
+  assert inside.mean() > 0.5
+  got = out["image"][..., :2].astype(np.float64) / 2.0
+  np.testing.assert_allclose(got[inside], source[inside], atol=0.5)
+  if aug.rot_deg:  # content turns counter-clockwise (on screen, y down) for rot > 0: the top
+    # row of the output comes from a source line that descends to the right (mirrored if flip)
+    assert (source[0, -1, 1] > source[0, 0, 1]) == ((aug.rot_deg > 0) != aug.flip)
+  rows = np.asarray(SPIN49_FLIP_PERM) if aug.flip else np.arange(49)
+  xy = (out["keypoints"][:, :2] + 1.0) * res / 2.0 - 0.5  # pixel-index coordinates
+  i, f = np.floor(xy).astype(int), xy - np.floor(xy)
+  img = out["image"][..., :2].astype(np.float64) / 2.0
+  under = sum(  # the image under each keypoint, interpolated bilinearly
+    img[i[:, 1] + dy, i[:, 0] + dx]
+    * (f[:, :1] if dx else 1 - f[:, :1])
+    * (f[:, 1:] if dy else 1 - f[:, 1:])
+    for dx in (0, 1)
+    for dy in (0, 1)
+  )
+  np.testing.assert_allclose(under, ex["keypoints"][rows, :2], atol=0.5)
+
+
+def test_channel_noise_table_is_the_float_formula():
+  rng = np.random.default_rng(0)
+  pixels = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+  for gain in [(0.6, 1.0, 1.4), tuple(rng.uniform(0.6, 1.4, 3))]:
+    want = np.clip(pixels.astype(np.float32) * np.asarray(gain, np.float32), 0, 255)
+    got = pipeline.apply_gain(Image.fromarray(pixels), gain)
+    np.testing.assert_array_equal(got, (want + 0.5).astype(np.uint8))
+
+
+def test_worker_processes_make_the_threaded_stream(synthetic_data):
+  """num_processes=1 (grain mp_prefetch, a spawned worker) yields the batches that threads in
+  this process yield."""
+  opts = pipeline.DataOptions(
+    data_dir=str(synthetic_data), datasets=("spin_synthetic/tiny",), batch_size=4
+  )
+  it = pipeline.make_iterator(opts, process_index=0, process_count=1)
+  want = [next(it) for _ in range(2)]
+  mp = pipeline.make_iterator(
+    dataclasses.replace(opts, num_processes=1), process_index=0, process_count=1
+  )
+  try:
+    got = [next(mp) for _ in range(2)]
+  finally:
+    mp.close()
+  for a, b in zip(got, want):
+    for key in b:
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)

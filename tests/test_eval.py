@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import smpl_jax
-from fitting.data_io import write_npz_atomic
 from smpl_jax import rotations
+from smpl_jax.files import write_npz_atomic
 from smpl_jax.joints import H36M_TO_J14, H36M_TO_J17, J24_TO_J17
 from spin_jax import eval as eval_lib
 from spin_jax import train

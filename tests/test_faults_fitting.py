@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from fitting import cli, data_io, priors
+from smpl_jax import files
 
 
 def _chunk(path, run_id, start, n):
-  data_io.write_npz_atomic(
+  files.write_npz_atomic(
     path,
     run_id=np.asarray(run_id),
     start=np.asarray(start),
@@ -44,7 +45,7 @@ def test_merge_refuses_chunks_of_another_chunk_size(tmp_path):
   assert merged["index"].tolist() == list(range(12))
   assert data_io.read_fits(tmp_path / "out.npz")["source_sha256"].shape == (12,)
   # A chunk from before chunks recorded their start is refitted, not trusted.
-  data_io.write_npz_atomic(work / "chunk_000002.npz", run_id=np.asarray("r"), loss=np.zeros(4))
+  files.write_npz_atomic(work / "chunk_000002.npz", run_id=np.asarray("r"), loss=np.zeros(4))
   with pytest.raises(SystemExit, match="not finished"):
     cli.merge(work, tmp_path / "out.npz")
 
@@ -114,7 +115,7 @@ def test_fits_record_the_sha256_of_each_input_file(tmp_path):
   JSON file), through read_inputs; fits files from before the key still load."""
   data = tmp_path / "big.bin"
   data.write_bytes(np.random.default_rng(0).bytes((1 << 20) + 7))  # more than one read block
-  assert data_io.file_sha256(data) == hashlib.sha256(data.read_bytes()).hexdigest()
+  assert files.file_sha256(data) == hashlib.sha256(data.read_bytes()).hexdigest()
   _spin_npz(tmp_path / "a.npz", np.full((2, 2), 100.0), np.array([0.8, 0.8]))
   people = tmp_path / "clip"
   people.mkdir()
@@ -134,5 +135,5 @@ def test_fits_record_the_sha256_of_each_input_file(tmp_path):
   assert "source_sha256" in data_io.OPTIONAL_FIT_KEYS
   assert "source_sha256" not in data_io.FIT_KEYS
   old = {k: np.zeros(2) for k in data_io.FIT_KEYS}
-  data_io.write_npz_atomic(tmp_path / "old_fits.npz", **old)
+  files.write_npz_atomic(tmp_path / "old_fits.npz", **old)
   assert "source_sha256" not in data_io.read_fits(tmp_path / "old_fits.npz")

@@ -20,7 +20,7 @@ from test_eval import _ground_truth_fits
 from test_train import tiny_config
 
 import smpl_jax
-from fitting.data_io import write_npz_atomic
+from smpl_jax.files import write_npz_atomic
 from spin_jax import config as spin_config
 from spin_jax import eval as eval_lib
 from spin_jax import fits as fits_lib

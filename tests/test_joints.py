@@ -85,6 +85,27 @@ def test_flip_permutations_swap_left_and_right_names():
     assert [perm[p] for p in perm] == list(range(len(perm)))  # an involution
 
 
+def test_joint_index_constants_name_their_joints():
+  names = joints.SPIN49_NAMES
+  assert [names[i] for i in joints.OP_TORSO] == [
+    "OP RHip",
+    "OP LHip",
+    "OP RShoulder",
+    "OP LShoulder",
+  ]
+  assert [names[i] for i in joints.GT_TORSO] == [
+    "Right Hip",
+    "Left Hip",
+    "Right Shoulder",
+    "Left Shoulder",
+  ]
+  gt24 = names[joints.GT24]
+  assert [gt24[i] for i in joints.J24_HIPS] == ["Right Hip", "Left Hip"]
+  assert gt24[joints.J24_PELVIS] == "Pelvis (MPII)"
+  j14 = [gt24[i] for i in joints.J24_TO_J14]
+  assert [j14[i] for i in joints.J14_HIPS] == ["Right Hip", "Left Hip"]
+
+
 def test_spin49_sources_are_spins_joint_map():
   # SPIN's JOINT_MAP source indices into smplx's 45 joints + J_regressor_extra's 9 (SPIN_SPEC 1.4).
   src = [

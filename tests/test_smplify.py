@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import smpl_jax
-from fitting import priors, smplify, synthetic
+from fitting import metrics, priors, smplify, synthetic
+from smpl_jax.joints import GT24, GT_TORSO, OP_TORSO
 
 # One compiled fitter per (options, shapes), shared by the tests.
 fit = jax.jit(smplify.fit_batch, static_argnames=("options",))
@@ -45,19 +46,6 @@ def _near(gt: smplify.FitParams, seed=0, scale=0.1):
   )
 
 
-def _pa_mpjpe_mm(pred, target):
-  """Mean joint error after a similarity Procrustes alignment (brute-force numpy SVD)."""
-  errs = []
-  for x, y in zip(np.asarray(pred, np.float64), np.asarray(target, np.float64)):
-    xc, yc = x - x.mean(0), y - y.mean(0)
-    u, s, vt = np.linalg.svd(xc.T @ yc)
-    d = np.sign(np.linalg.det(u @ vt))
-    r = (u @ np.diag([1, 1, d]) @ vt).T
-    scale = (s * [1, 1, d]).sum() / (xc**2).sum()
-    errs.append(np.linalg.norm(scale * xc @ r.T - yc, axis=1).mean() * 1000)
-  return np.asarray(errs)
-
-
 def _joints(model, p):
   return joints_batch(model, p.betas, p.global_orient, p.body_pose).joints
 
@@ -72,11 +60,12 @@ def test_recovers_synthetic_bodies_from_a_nearby_start(lowres_model, prior, solv
   res = fit(lowres_model, prior, kp, init, options=options)
   assert np.all(res.success)
   # 2D: the reprojection error of the visible joints falls to a few pixels.
-  assert float(np.mean(res.joint_error_px[:, 25:])) < 3.0
+  assert float(np.mean(res.joint_error_px[:, GT24])) < 3.0
   assert np.all(res.loss < 0.2 * res.initial_loss)
   # 3D: closer to the truth than the start, within a stated tolerance (PA-MPJPE, 24 joints).
-  before = _pa_mpjpe_mm(_joints(lowres_model, init), _joints(lowres_model, gt))
-  after = _pa_mpjpe_mm(_joints(lowres_model, res.params), _joints(lowres_model, gt))
+  truth = _joints(lowres_model, gt)
+  before = 1000 * np.asarray(metrics.pa_mpjpe(_joints(lowres_model, init), truth))  # mm
+  after = 1000 * np.asarray(metrics.pa_mpjpe(_joints(lowres_model, res.params), truth))
   print(f"{solver}: PA-MPJPE {before.mean():.1f} mm at the start -> {after.mean():.1f} mm")
   assert after.mean() < 0.8 * before.mean()  # measured: 66 mm -> 47 mm for both solvers
   assert after.mean() < 55.0
@@ -127,11 +116,11 @@ def test_camera_stage_torso_choice_and_spins_quirk(lowres_model, prior):
   quirk = smplify._Problem(
     lowres_model, prior, jnp.asarray(kp), smplify.SmplifyOptions(spin_confidence_quirk=True)
   )
-  assert list(np.asarray(fixed.torso)) == list(smplify.OP_TORSO)  # all four OpenPose detected
-  assert list(np.asarray(quirk.torso)) == list(smplify.GT_TORSO)  # SPIN training behaviour
+  assert list(np.asarray(fixed.torso)) == list(OP_TORSO)  # all four OpenPose detected
+  assert list(np.asarray(quirk.torso)) == list(GT_TORSO)  # SPIN training behaviour
   kp[9, 2] = 0.0  # OP RHip undetected -> ground-truth torso
   missing = smplify._Problem(lowres_model, prior, jnp.asarray(kp), smplify.SmplifyOptions())
-  assert list(np.asarray(missing.torso)) == list(smplify.GT_TORSO)
+  assert list(np.asarray(missing.torso)) == list(GT_TORSO)
 
 
 def test_bad_keypoints_never_replace_the_start(lowres_model, prior):
@@ -190,13 +179,13 @@ def test_flipped_orientation_trial_turns_a_backwards_start(lowres_model, prior):
 def test_camera_stage_picks_torso_joints_one_by_one_for_standalone_fits(lowres_model, prior):
   gt, kp = _data(lowres_model, 1, 4)
   kp = np.asarray(kp[0]).copy()
-  kp[25:, 2] = 0.0  # OpenPose only (as from a folder of JSON files) ...
+  kp[GT24, 2] = 0.0  # OpenPose only (as from a folder of JSON files) ...
   kp[12, 2] = 0.0  # ... with the left hip undetected
   spin = smplify._Problem(lowres_model, prior, jnp.asarray(kp), smplify.SmplifyOptions())
   per_joint = smplify._Problem(
     lowres_model, prior, jnp.asarray(kp), smplify.SmplifyOptions(torso_per_joint=True)
   )
-  assert list(np.asarray(spin.torso)) == list(smplify.GT_TORSO)  # all four OP needed
+  assert list(np.asarray(spin.torso)) == list(GT_TORSO)  # all four OP needed
   assert float(jnp.sum(spin.torso_w)) == 0.0  # ... and no annotation: nothing to fit
   assert list(np.asarray(per_joint.torso)) == [9, 28, 2, 5]
   assert list(np.asarray(per_joint.torso_w)) == [1.0, 0.0, 1.0, 1.0]

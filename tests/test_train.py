@@ -17,9 +17,10 @@ import pytest
 from flax import nnx
 
 import smpl_jax
-from fitting import priors
-from fitting.data_io import write_npz_atomic
+from fitting import priors, smplify
+from fitting.smplify import FitParams
 from smpl_jax import augment, rotations
+from smpl_jax.files import write_npz_atomic
 from spin_jax import config as spin_config
 from spin_jax import fits as fits_lib
 from spin_jax import model as model_lib
@@ -414,3 +415,39 @@ def test_torchvision_weights_load(tmp_path):
     ValueError, match=r"lacks 1 backbone tensors, e.g. \['backbone.layer4.0.conv2.kernel'\]"
   ):
     weights.load_torchvision_resnet(tmp_path / "bad.safetensors", params, rest)
+
+
+def test_fitting_only_rows_without_ground_truth_equals_fitting_them_all(lowres_model):
+  rng = np.random.default_rng(5)
+  b = 8
+  init = FitParams(
+    jnp.asarray(rng.normal(scale=0.1, size=(b, 3)) + [np.pi, 0, 0], jnp.float32),
+    jnp.asarray(rng.normal(scale=0.1, size=(b, 69)), jnp.float32),
+    jnp.zeros((b, 10)),
+    jnp.tile(jnp.asarray([0.0, 0.2, 40.0]), (b, 1)),
+  )
+  kp = jnp.asarray(rng.uniform(60, 160, (b, 49, 3)), jnp.float32).at[..., 2].set(1.0)
+  prior = priors.load_gmm()
+  opts = smplify.SmplifyOptions(num_iters=3)
+  full = jax.jit(lambda k, i: smplify.fit_batch(lowres_model, prior, k, i, opts))(kp, init)
+  fit = jax.jit(
+    lambda k, i, n: ts.fit_where_needed(lowres_model, prior, k, i, n, opts, chunks=4)
+  )
+  for need in ([1, 0, 1, 1, 0, 1, 1, 0], [0] * 8, [1] * 8, [0, 0, 0, 0, 0, 0, 0, 1]):
+    need = np.asarray(need, bool)
+    params, success, fitted = fit(kp, init, need)
+    np.testing.assert_array_equal(np.asarray(fitted), need)
+    np.testing.assert_array_equal(np.asarray(success), np.asarray(full.success) & need)
+    for got, want, start in zip(
+      jax.tree.leaves(params), jax.tree.leaves(full.params), jax.tree.leaves(init)
+    ):
+      np.testing.assert_allclose(np.asarray(got)[need], np.asarray(want)[need], atol=1e-5)
+      np.testing.assert_array_equal(np.asarray(got)[~need], np.asarray(start)[~need])
+
+
+def test_skip_nonfinite_counts_and_skips_bad_batches(data_dir, tmp_path):
+  cfg = tiny_config(data_dir, tmp_path / "w", skip_nonfinite=True, **{"loss.scale": float("nan")})
+  result = train.run(cfg)
+  assert result["nonfinite_skipped"] == [1, 2, 3, 4]  # every batch, none stopped the run
+  saved_at, state = _final_state(tmp_path / "w")
+  assert saved_at == 4 and int(np.asarray(state["step"])) == 0  # skipped steps change nothing

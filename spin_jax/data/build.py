@@ -2,7 +2,7 @@
 
     python -m spin_jax.data.build synthetic --data_dir data/tfds --num_train 10000 --workers 2
     python -m spin_jax.data.build spin --data_dir data/tfds --manual_dir /data/spin \
-        --datasets h36m,lsp-orig,mpii,lspet,coco,mpi-inf-3dhp [--skip_bad]
+        --datasets h36m,lsp-orig,mpii,lspet,coco,mpi-inf-3dhp [--skip_bad] [--workers 2]
     python -m spin_jax.data.build export --data_dir data/tfds --dataset spin_synthetic/default \
         --split test --out test_keypoints.npz
 
@@ -25,7 +25,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from fitting.data_io import file_sha256, write_npz_atomic, write_text_atomic
+from smpl_jax.files import file_sha256, write_npz_atomic, write_text_atomic
+from smpl_jax.joints import GT24, OPENPOSE
 from spin_jax.data import builders, records, spin_format
 
 
@@ -94,6 +95,7 @@ def build_spin(args) -> list[Path]:
       file_format="array_record",
       image_root=args.image_root,
       skip_bad=args.skip_bad,
+      num_workers=args.workers,
     )
     t0 = time.perf_counter()
     builder.download_and_prepare(
@@ -167,7 +169,7 @@ def export_keypoints(
   for i, (size, margin, kp) in got.items():
     center[i] = size / 2.0
     scale[i] = size / margin / 200.0
-    openpose[i], part[i] = kp[:25], kp[25:]
+    openpose[i], part[i] = kp[OPENPOSE], kp[GT24]
   arrays = dict(center=center, scale=scale, openpose=openpose)
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,6 +204,9 @@ def main(argv=None):
   )
   spin.add_argument("--image_root", help="image folder, if not <manual_dir>/<dataset image dir>")
   spin.add_argument("--skip_bad", action="store_true", help="skip and count bad rows")
+  spin.add_argument(
+    "--workers", type=int, default=1, help="decoding processes (1: in this process)"
+  )
   exp = sub.add_parser("export", help="a prepared split's keypoints as the fitter's input npz")
   exp.add_argument("--data_dir", required=True)
   exp.add_argument("--dataset", required=True, help="e.g. spin_synthetic/default")

@@ -48,9 +48,10 @@ class SpinFormat(tfds.core.GeneratorBasedBuilder):
   licensed: obtain them from their owners.
   """
 
-  def __init__(self, *, image_root=None, skip_bad: bool = False, **kwargs):
+  def __init__(self, *, image_root=None, skip_bad: bool = False, num_workers: int = 1, **kwargs):
     self._image_root = image_root
     self._skip_bad = skip_bad
+    self._num_workers = num_workers  # decoding processes (spin_format.iter_examples)
     self.skipped: list[tuple[int, str]] = []
     self.num_rows: int | None = None  # rows of the annotation file (index range)
     super().__init__(**kwargs)
@@ -69,7 +70,7 @@ class SpinFormat(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, ann, root, info):
     cfg = self.builder_config
     yield from spin_format.iter_examples(
-      ann, root, info, cfg.margin, cfg.crop_size, self._skip_bad, self.skipped
+      ann, root, info, cfg.margin, cfg.crop_size, self._skip_bad, self.skipped, self._num_workers
     )
 
 

@@ -1,4 +1,4 @@
-"""Crops and SPIN's augmentation on the host, in numpy and Pillow (SPIN_SPEC 7.3).
+"""Crops and SPIN's augmentation on the host, in numpy, Pillow and OpenCV (SPIN_SPEC 7.3).
 
 Pixel coordinates are continuous: pixel (u, v) covers [u, u + 1) x [v, v + 1). SPIN's
 annotation files give pixel indices (the centre of pixel (0, 0) is (0, 0)); `INDEX_TO_CONTINUOUS`
@@ -16,12 +16,14 @@ agree.
 
 import dataclasses
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from smpl_jax.joints import J24_FLIP_PERM, SMPL_JOINTS_FLIP_PERM, SPIN49_FLIP_PERM
 
 INDEX_TO_CONTINUOUS = 0.5
+cv2.setNumThreads(1)  # one crop is too small to split; the pipeline's threads share the cores
 
 
 # -- affines ------------------------------------------------------------------------------------
@@ -47,14 +49,26 @@ def apply_affine(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
   return points @ affine[:, :2].T + affine[:, 2]
 
 
-def warp(image: Image.Image, affine: np.ndarray, out_size: int, resample=Image.BILINEAR):
-  """Output image whose pixel centres come from the source through the inverse of `affine`;
-  outside the source is black. Pillow samples at (x + 0.5, y + 0.5) -> continuous coordinates,
-  which is this module's convention."""
+def warp(image, affine: np.ndarray, out_size: int, nearest: bool = False) -> np.ndarray:
+  """(out_size, out_size[, C]) uint8 whose pixel centres come from the source (a Pillow image or
+  an array) through the inverse of `affine`, bilinear (or nearest) interpolation; outside the
+  source is black.
+
+  OpenCV's warpAffine, about 10x faster than Pillow's transform (0.16 vs 1.7 ms for a 224 px
+  crop; the input pipeline's largest cost) and equal to it within 1 level away from the border.
+  OpenCV puts pixel centres at integers, this module at +0.5: the map is shifted to match."""
   lin_inv = np.linalg.inv(affine[:, :2])
-  t_inv = -lin_inv @ affine[:, 2]
-  data = (*lin_inv[0], t_inv[0], *lin_inv[1], t_inv[1])
-  return image.transform((out_size, out_size), Image.AFFINE, data=data, resample=resample)
+  t_inv = -lin_inv @ affine[:, 2] + lin_inv @ np.full(2, 0.5) - 0.5
+  inverse = np.concatenate([lin_inv, t_inv[:, None]], axis=1)
+  flags = (cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
+  return cv2.warpAffine(
+    np.ascontiguousarray(np.asarray(image)),
+    inverse,
+    (out_size, out_size),
+    flags=flags,
+    borderMode=cv2.BORDER_CONSTANT,
+    borderValue=0,
+  )
 
 
 def store_crop(image: Image.Image, center, scale: float, margin: float, size: int) -> Image.Image:

@@ -8,12 +8,13 @@ lighter); red: OpenPose rows. Each tile is labelled with its flip, rotation and 
 """
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from smpl_jax.files import write_atomic
+from smpl_jax.joints import GT24
 from spin_jax.data import pipeline
 
 # J24 limbs (SPIN's 24 GT joints): legs, arms, neck and head, torso.
@@ -35,9 +36,9 @@ def draw_example(batch: dict, k: int, mask_alpha: float = 0.0) -> Image.Image:
   draw = ImageDraw.Draw(img)
   kp = batch["keypoints"][k].astype(np.float64)
   xy = (kp[:, :2] + 1.0) * res / 2.0
-  gt = xy[25:]
+  gt, gt_conf = xy[GT24], kp[GT24, 2]
   for a, b in J24_LIMBS:
-    if kp[25 + a, 2] > 0 and kp[25 + b, 2] > 0:
+    if gt_conf[a] > 0 and gt_conf[b] > 0:
       colour = (150, 255, 150) if a in J24_LEFT or b in J24_LEFT else (0, 170, 0)
       draw.line([tuple(gt[a]), tuple(gt[b])], fill=colour, width=2)
   for j, (x, y) in enumerate(xy):
@@ -81,9 +82,8 @@ def main(argv=None):
   batch = next(pipeline.make_iterator(opts, process_index=0, process_count=1))
   out = Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out.with_name(out.name + ".tmp")
-  montage(batch).save(tmp, format="PNG")
-  os.replace(tmp, out)
+  image = montage(batch)
+  write_atomic(out, lambda fh: image.save(fh, format="PNG"))
   print(f"wrote {out}")
 
 

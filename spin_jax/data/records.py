@@ -26,7 +26,6 @@ import dataclasses
 import io
 
 import numpy as np
-import tensorflow_datasets as tfds
 from PIL import Image
 
 NUM_KEYPOINTS = 49
@@ -86,7 +85,11 @@ def dataset_info(name: str) -> DatasetInfo:
   raise ValueError(f"unknown SPIN dataset {name!r}; known: {known}")
 
 
-def features() -> tfds.features.FeaturesDict:
+def features():
+  """The TFDS FeaturesDict of a record (TFDS is imported here, not with this module, so that
+  the build's decoding workers start without it)."""
+  import tensorflow_datasets as tfds
+
   f32 = np.float32
   return tfds.features.FeaturesDict(
     {

@@ -14,10 +14,16 @@ is made; the npz files are read as given, with the name mismatch of its test fil
 `records.DATASETS`.
 
 Bad input raises `DataError` naming the dataset, the row and the image; `iter_examples` can
-count and skip bad rows instead, and reports which.
+count and skip bad rows instead, and reports which. With `workers > 1` it decodes and crops in
+that many spawned processes, chunk by chunk and in row order, so that the records (and the
+first error raised, and the rows skipped) are those of the serial build.
 """
 
+import collections
+import concurrent.futures
 import dataclasses
+import itertools
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +56,17 @@ class Annotations:
 
   def __len__(self) -> int:
     return len(self.imgname)
+
+  def rows(self, start: int, stop: int) -> "Annotations":
+    """Rows [start, stop) (what a build worker is sent)."""
+    return dataclasses.replace(
+      self,
+      **{
+        f.name: getattr(self, f.name)[start:stop]
+        for f in dataclasses.fields(self)
+        if f.name != "has_3d"
+      },
+    )
 
 
 def find_annotation_file(manual_dir: Path, info: records.DatasetInfo) -> Path:
@@ -144,8 +161,12 @@ def make_example(
   info: records.DatasetInfo,
   margin: float,
   size: int,
+  index: int | None = None,
 ) -> dict:
-  where = f"{info.name} row {i} ({ann.imgname[i]})"
+  """The record of row `i` of `ann`; `index` is its row in the annotation file (default `i`;
+  a worker's `ann` holds a chunk of the rows)."""
+  index = i if index is None else index
+  where = f"{info.name} row {index} ({ann.imgname[i]})"
   center, scale = ann.center[i].astype(np.float64), float(ann.scale[i])
   if not (np.all(np.isfinite(center)) and np.isfinite(scale) and scale > 0):
     raise DataError(f"{where}: person box center={center.tolist()} scale={scale} is invalid")
@@ -181,7 +202,7 @@ def make_example(
     has_3d=bool(ann.has_3d),
     gender=np.int32(ann.gender[i]),
     dataset_id=np.int32(info.dataset_id),
-    index=np.int64(i),
+    index=np.int64(index),
     center=(center - geometry.INDEX_TO_CONTINUOUS).astype(np.float32),
     scale=np.float32(scale),
     margin=np.float32(margin),
@@ -199,14 +220,62 @@ def iter_examples(
   size: int,
   skip_bad: bool = False,
   skipped: list | None = None,
+  workers: int = 1,
+  chunk: int = 64,
 ):
-  """Yields (index, record); with `skip_bad`, bad rows are appended to `skipped` as
-  (index, reason) and left out instead of raising."""
-  for i in range(len(ann)):
+  """Yields (index, record) in row order; with `skip_bad`, bad rows are appended to `skipped`
+  as (index, reason) and left out instead of raising. `workers > 1` makes the records in that
+  many processes, `chunk` rows per task, at most two tasks per worker ahead of the consumer."""
+  if workers < 1 or chunk < 1:
+    raise ValueError(f"workers={workers}, chunk={chunk}: both must be >= 1")
+  jobs = (
+    (ann.rows(start, min(start + chunk, len(ann))), start, image_root, info, margin, size)
+    + (skip_bad,)
+    for start in range(0, len(ann), chunk)
+  )
+  results = (
+    map(_chunk_examples, jobs) if workers == 1 else _ordered_map(_chunk_examples, jobs, workers)
+  )
+  for rows in results:
+    for i, ex, reason in rows:
+      if ex is not None:
+        yield i, ex
+      elif skipped is not None:
+        skipped.append((i, reason))
+
+
+def _chunk_examples(job) -> list[tuple[int, dict | None, str | None]]:
+  """(index, record, None) or, with skip_bad, (index, None, reason) for each row of a chunk;
+  without skip_bad the first bad row raises its DataError."""
+  ann, start, image_root, info, margin, size, skip_bad = job
+  out = []
+  for j in range(len(ann)):
     try:
-      yield i, make_example(ann, i, image_root, info, margin, size)
+      out.append(
+        (start + j, make_example(ann, j, image_root, info, margin, size, start + j), None)
+      )
     except DataError as e:
       if not skip_bad:
         raise
-      if skipped is not None:
-        skipped.append((i, str(e)))
+      out.append((start + j, None, str(e)))
+  return out
+
+
+def _ordered_map(fn, jobs, workers: int):
+  """`map(fn, jobs)` in `workers` spawned processes, results in order, with at most
+  2 * workers jobs submitted ahead of the consumer (so memory stays bounded at any dataset
+  size). A job's exception is raised here, in its place in the order, as the serial map would;
+  the jobs not yet started are cancelled."""
+  ctx = multiprocessing.get_context("spawn")  # the builder's process holds threads: never fork
+  with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    jobs = iter(jobs)
+    pending = collections.deque(pool.submit(fn, j) for j in itertools.islice(jobs, 2 * workers))
+    try:
+      while pending:
+        result = pending.popleft().result()
+        for j in itertools.islice(jobs, 1):
+          pending.append(pool.submit(fn, j))
+        yield result
+    finally:
+      for f in pending:
+        f.cancel()

