@@ -26,15 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smpl_jax import files
 from smpl_jax.files import file_sha256
 from smpl_jax.joints import GT24, GT_TORSO, OP_TORSO, OPENPOSE
-
-# The file writers live in smpl_jax.files; spin_jax.demo and spin_jax.eval still call them
-# through this module. Remove these aliases once they import smpl_jax.files.
-_write_atomic = files.write_atomic
-write_npz_atomic = files.write_npz_atomic
-write_text_atomic = files.write_text_atomic
 
 CROP = 224
 

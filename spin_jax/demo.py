@@ -40,7 +40,9 @@ from PIL import Image, ImageDraw
 
 import smpl_jax
 from fitting import data_io, priors, smplify
-from smpl_jax import camera, render, rotations
+from smpl_jax import camera, files, render, rotations
+from smpl_jax import io as smpl_io
+from smpl_jax.joints import OPENPOSE
 from spin_jax.data import geometry
 
 CONFIDENCE = 0.2  # SPIN's demo: keypoints above this define the crop
@@ -162,14 +164,16 @@ def refine(body, prior, kp25: np.ndarray, crop: Crop, init: smplify.FitParams):
   has no annotated rows.
   """
   kp = np.zeros((49, 3), np.float32)
-  kp[:25] = data_io.to_crop(kp25[None], np.asarray([crop.center]), np.asarray([crop.scale]))[0]
+  kp[OPENPOSE] = data_io.to_crop(kp25[None], np.asarray([crop.center]), np.asarray([crop.scale]))[
+    0
+  ]
   options = smplify.SmplifyOptions(torso_per_joint=True)
 
   @jax.jit
   def fit(kp, init):
     pose = jnp.concatenate([init.global_orient, init.body_pose])
     joints = smpl_jax.forward_joints(body, init.betas, pose[:3], pose[3:]).joint_sets["spin49"]
-    cam_t = camera.estimate_translation(joints[:25], kp[:25, :2], kp[:25, 2])
+    cam_t = camera.estimate_translation(joints[OPENPOSE], kp[OPENPOSE, :2], kp[OPENPOSE, 2])
     cam_t = jnp.where(jnp.isfinite(cam_t), cam_t, init.cam_t)
     return smplify.fit_one(body, prior, kp, dataclasses.replace(init, cam_t=cam_t), options)
 
@@ -239,16 +243,10 @@ def draw(
   return out
 
 
-def write_obj(path: Path, vertices, faces) -> None:
-  lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(vertices)]
-  lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in np.asarray(faces)]
-  data_io.write_text_atomic(path, "\n".join(lines) + "\n")
-
-
 def write_png(path: Path, image: Image.Image) -> None:
   buf = io.BytesIO()
   image.save(buf, format="PNG")
-  data_io._write_atomic(path, lambda fh: fh.write(buf.getvalue()))
+  files.write_bytes_atomic(path, buf.getvalue())
 
 
 def run(
@@ -341,7 +339,7 @@ def run(
   out_dir.mkdir(parents=True, exist_ok=True)
   stem = image_path.stem
   write_png(out_dir / f"{stem}_mesh.png", picture)
-  write_obj(out_dir / f"{stem}.obj", verts, faces)
+  smpl_io.write_obj(out_dir / f"{stem}.obj", verts, faces)
   params_out = {
     **info,
     "pose_axis_angle": np.asarray(pose).reshape(24, 3).round(6).tolist(),
@@ -352,7 +350,7 @@ def run(
     "crop": {"center": list(crop.center), "scale": crop.scale},
     "body_model": body_model or "open",
   }
-  data_io.write_text_atomic(out_dir / f"{stem}_params.json", json.dumps(params_out, indent=1))
+  files.write_text_atomic(out_dir / f"{stem}_params.json", json.dumps(params_out, indent=1))
   print(f"wrote {out_dir / f'{stem}_mesh.png'}, {stem}.obj, {stem}_params.json")
   return params_out
 

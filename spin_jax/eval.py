@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 import smpl_jax
 from fitting import data_io
-from smpl_jax import camera, rotations
+from smpl_jax import camera, files, rotations
 from smpl_jax.joints import H36M_TO_J14, H36M_TO_J17, J24_TO_J14, J24_TO_J17
 from spin_jax import fits as fits_lib
 from spin_jax import metrics
@@ -457,9 +457,9 @@ def markdown_table(rows: list[dict]) -> str:
 def write_outputs(out_dir: Path, summary: dict, per: dict) -> Path:
   out_dir.mkdir(parents=True, exist_ok=True)
   stem = f"{summary['dataset'].replace('/', '_')}_{summary['split']}"
-  data_io.write_text_atomic(out_dir / f"{stem}.json", json.dumps(summary, indent=1))
-  data_io.write_text_atomic(out_dir / f"{stem}.md", markdown_table([summary]))
-  data_io.write_npz_atomic(out_dir / f"{stem}_predictions.npz", **per)
+  files.write_text_atomic(out_dir / f"{stem}.json", json.dumps(summary, indent=1))
+  files.write_text_atomic(out_dir / f"{stem}.md", markdown_table([summary]))
+  files.write_npz_atomic(out_dir / f"{stem}_predictions.npz", **per)
   return out_dir / f"{stem}.json"
 
 

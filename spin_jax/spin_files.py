@@ -36,6 +36,7 @@ from flax import nnx
 
 from spin_jax import fits as fits_lib
 from spin_jax.model import MeanParams, Regressor
+from spin_jax.weights import flat_items, set_item
 
 SPIN_FITS_WIDTH = 82  # 72 axis-angle pose + 10 betas per row (SPIN's train/fits_dict.py)
 
@@ -106,20 +107,6 @@ def read_spin_state_dict(path) -> dict[str, np.ndarray]:
   }
 
 
-def _flat(pure: dict, prefix=()):
-  for k, v in pure.items():
-    if isinstance(v, dict):
-      yield from _flat(v, (*prefix, k))
-    else:
-      yield (*prefix, k), v
-
-
-def _set(pure: dict, path, value):
-  for k in path[:-1]:
-    pure = pure[k]
-  pure[path[-1]] = value
-
-
 def _torch_name(path: tuple, shape: tuple):
   """A model leaf (its path in the pure dict, its shape) -> (SPIN's key, the torch shape,
   torch array -> model array), or None for state SPIN's file does not have (dropout RNGs)."""
@@ -144,7 +131,7 @@ def spin_layout(params: nnx.State, rest: nnx.State) -> dict[str, tuple]:
   conversion) for every tensor SPIN's checkpoint must hold for this regressor."""
   out = {}
   for group, state in (("params", params), ("rest", rest)):
-    for path, leaf in _flat(nnx.to_pure_dict(state)):
+    for path, leaf in flat_items(nnx.to_pure_dict(state)):
       got = _torch_name(path, tuple(leaf.shape))
       if got is not None:
         out[got[0]] = (group, path, *got[1:])
@@ -177,7 +164,7 @@ def load_spin_checkpoint(path, params: nnx.State, rest: nnx.State):
     )
   pure = {"params": nnx.to_pure_dict(params), "rest": nnx.to_pure_dict(rest)}
   for key, (group, p, _, convert) in layout.items():
-    _set(pure[group], p, jnp.asarray(np.ascontiguousarray(convert(sd[key])), jnp.float32))
+    set_item(pure[group], p, jnp.asarray(np.ascontiguousarray(convert(sd[key])), jnp.float32))
   nnx.replace_by_pure_dict(params, pure["params"])
   nnx.replace_by_pure_dict(rest, pure["rest"])
   return params, rest

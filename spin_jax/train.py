@@ -6,20 +6,26 @@
     --distributed                                              jax.distributed.initialize()
 
 One compiled step (`train_step`) on a mesh of all devices: the batch is sharded over the `data`
-axis, parameters, optimiser state and the fits table are replicated. Checkpoints (orbax) hold the
-train state with the fits table, and the data iterator's state, together: the same command after
-an interruption (kill -9 included) continues from the last checkpoint with the same next batch.
+axis, parameters, optimiser state and the fits table are replicated. On many hosts
+(`--distributed`) each process reads its rows of the one-process stream, so the global batch is
+the batch one process would read, in its order; validation is sharded the same way and summed on
+device; only process 0 writes the run's files, logs and pictures. Paths go through
+`etils.epath`, so `--workdir gs://bucket/run` works wherever TFDS and orbax reach.
+Checkpoints (orbax) hold the train state with the fits table, and the data iterator's state,
+together: the same command after an interruption (kill -9 included) continues from the last
+checkpoint with the same next batch.
 """
 
 import contextlib
 import dataclasses
 import json
+import math
+import os
 import shutil
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 import grain
 import jax
@@ -27,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from etils import epath
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -54,6 +61,48 @@ class CheckpointError(RuntimeError):
 
 class Preempted(RuntimeError):
   """SIGTERM arrived: the step in flight finished and was checkpointed; rerun to resume."""
+
+
+# -- paths ----------------------------------------------------------------------------------------
+
+
+def run_path(path) -> epath.Path:
+  """A local or remote (gs://, s3://) path; `Path("gs://b")` would turn into "gs:/b"."""
+  p = epath.Path(path)
+  return p if "://" in str(path) else epath.Path(os.path.abspath(path))
+
+
+def replicate(tree, sharding):
+  """Host or single-device values -> arrays on `sharding` (which may span other processes'
+  devices, where `device_put` refuses); every process passes the same values."""
+
+  def put(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):  # nnx's RNG state
+      return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+  return jax.tree.map(put, tree)
+
+
+def write_run_file(path: epath.Path, text: str) -> None:
+  """Writes a small run file: atomically on local disks (temporary file + rename); an object
+  store's upload is atomic by itself."""
+  if "://" in str(path):
+    path.write_text(text)
+  else:
+    write_text_atomic(path, text)
+
+
+def prepare_workdir(workdir: epath.Path) -> None:
+  """Creates the run folder, or raises one error naming it (an unreachable bucket, a path
+  through a file, no permission) instead of a traceback from inside the storage client."""
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except Exception as e:
+    raise ValueError(
+      f"cannot create or reach --workdir {workdir}: {type(e).__name__}: {e}"
+    ) from None
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -203,11 +252,11 @@ def create_state(cfg: TrainConfig, layout: fits_lib.Layout, tx):
   return graphdef, eval_graphdef, state, np.asarray(mean_aa)
 
 
-def checkpoint_manager(workdir: Path, cfg: TrainConfig) -> ocp.CheckpointManager:
+def checkpoint_manager(workdir: epath.Path, cfg: TrainConfig) -> ocp.CheckpointManager:
   # Synchronous saves: a failed save (disk full, ...) is an error at that step, with the
   # partial step folder removed, not a background failure noticed steps later.
   return ocp.CheckpointManager(
-    (workdir / "checkpoints").absolute(),
+    workdir / "checkpoints",
     options=ocp.CheckpointManagerOptions(
       max_to_keep=cfg.keep_checkpoints, create=True, enable_async_checkpointing=False
     ),
@@ -233,7 +282,7 @@ def restore(mngr, state, data_iter, fallback: bool):
       )
       return got["state"], step, damaged
     except Exception as e:  # orbax raises many kinds for a damaged step directory
-      where = Path(mngr.directory) / str(step)
+      where = epath.Path(mngr.directory) / str(step)
       if not fallback:
         raise RuntimeError(
           f"checkpoint {where} cannot be restored ({type(e).__name__}: {e}); rerun with "
@@ -244,7 +293,7 @@ def restore(mngr, state, data_iter, fallback: bool):
   return state, 0, damaged
 
 
-def set_aside(workdir: Path, steps) -> list[Path]:
+def set_aside(workdir: epath.Path, steps) -> list[epath.Path]:
   """Moves damaged checkpoint steps to <workdir>/checkpoints_damaged/<step>[.k] (kept for a
   post-mortem, out of orbax's way: it would refuse to save those steps again)."""
   aside = workdir / "checkpoints_damaged"
@@ -262,7 +311,7 @@ def set_aside(workdir: Path, steps) -> list[Path]:
 def save_checkpoint(mngr, step: int, state, data_iter) -> None:
   """Saves (state, data iterator) at `step`, or raises CheckpointError with one message after
   removing the partial folder; a save that orbax refuses is an error too."""
-  directory = Path(mngr.directory)
+  directory = epath.Path(mngr.directory)
   try:
     saved = mngr.save(
       step,
@@ -289,7 +338,16 @@ def save_checkpoint(mngr, step: int, state, data_iter) -> None:
 # -- evaluation and images ------------------------------------------------------------------------
 
 
-def val_batches(cfg: TrainConfig):
+def val_batches(cfg: TrainConfig, process_index: int = 0, process_count: int = 1):
+  """This process's part of the validation batches: (batch, keep) of batch_size / P rows, keep
+  marking the examples that count (within val_examples, with 3D joints, not padding). Every
+  process yields the same number of batches; row j of batch k of process p is example
+  k B + p L + j, L = B / P, as in training (`pipeline.ProcessRows`)."""
+  local = cfg.batch_size // process_count
+  total = min(
+    cfg.data.val_examples,
+    builders.split_sizes(cfg.data.data_dir, cfg.data.val)[cfg.data.val_split],
+  )
   opts = pipeline.DataOptions(
     data_dir=cfg.data.data_dir,
     datasets=(cfg.data.val,),
@@ -302,28 +360,41 @@ def val_batches(cfg: TrainConfig):
     drop_remainder=False,
     num_threads=cfg.data.num_threads,
   )
-  seen = 0
-  for batch in pipeline.make_dataset(opts, process_index=0, process_count=1):
+  ds = pipeline.make_dataset(opts, process_index=process_index, process_count=process_count)
+  last = None
+  for k in range(math.ceil(total / cfg.batch_size)):
+    batch = ds[k] if k < len(ds) else None
+    if batch is None:  # this process's share ran out first: a batch that counts for nothing
+      if last is None:
+        last = pipeline.make_dataset(opts, process_index=0, process_count=1)[0]
+      batch = {key: v[:1] for key, v in last.items()}
     n = len(batch["index"])
-    keep = np.asarray(batch["has_3d"]).copy()
-    keep[max(0, cfg.data.val_examples - seen) :] = False
-    pad = cfg.batch_size - n  # one shape: one compile
-    if pad:
-      batch = {k: np.concatenate([v, np.repeat(v[-1:], pad, 0)]) for k, v in batch.items()}
-      keep = np.concatenate([keep, np.zeros(pad, bool)])
+    rows = k * cfg.batch_size + process_index * local + np.arange(local)
+    keep = np.concatenate([np.asarray(batch["has_3d"]), np.zeros(local - n, bool)])
+    keep &= (rows < total) & (np.arange(local) < (n if k < len(ds) else 0))
+    if n < local:  # one shape: one compile
+      batch = {
+        key: np.concatenate([v, np.repeat(v[-1:], local - n, 0)]) for key, v in batch.items()
+      }
+    last = batch
     yield batch, keep
-    seen += n
-    if seen >= cfg.data.val_examples:
-      return
 
 
-def evaluate(cfg, eval_fn, state) -> dict[str, float]:
+def evaluate(cfg, eval_fn, state, as_global=None) -> dict[str, float]:
+  """Validation MPJPE / PA-MPJPE (mm) over the first val_examples examples. `eval_fn(params,
+  rest, batch, keep)` returns sums over the kept rows; with `as_global` (many processes) each
+  process feeds its share and the sums come back replicated."""
   sums, count = {}, 0
-  for batch, keep in val_batches(cfg):
+  for batch, keep in val_batches(cfg, jax.process_index(), jax.process_count()):
+    batch = dict(batch, keep=keep)
+    if as_global is not None:
+      batch = as_global(batch)
     out = jax.device_get(eval_fn(state.params, state.rest, batch))
     for k, v in out.items():
-      sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v)[keep]))
-    count += int(keep.sum())
+      if k == "count":
+        count += int(v)
+      else:
+        sums[k] = sums.get(k, 0.0) + float(v)
   if count == 0:
     raise ValueError(
       f"validation set {cfg.data.val}/{cfg.data.val_split} has no example with 3D joints "
@@ -332,15 +403,31 @@ def evaluate(cfg, eval_fn, state) -> dict[str, float]:
   return {k: 1000.0 * v / count for k, v in sums.items()} | {"count": count}
 
 
-def overlay_images(cfg, body, eval_graphdef, state, batch, n=4) -> np.ndarray:
-  """(n, R, R, 3) uint8: input crops with the predicted mesh drawn over them."""
+def summed(metric_fn):
+  """(params, rest, batch with `keep`) -> {metric: sum over kept rows, "count": kept rows}."""
+
+  def fn(params, rest, batch):
+    keep = batch["keep"]
+    out = metric_fn(params, rest, batch)
+    return {k: jnp.sum(jnp.where(keep, v, 0.0)) for k, v in out.items()} | {"count": jnp.sum(keep)}
+
+  return fn
+
+
+def overlay_meshes(eval_graphdef, params, rest, body, images):
+  """(vertices, camera translations) of the network's prediction on `images` (jit it)."""
+  from smpl_jax import camera
+
+  _, pred = ts.predict_joints(eval_graphdef, params, rest, body, images)
+  out = smpl_jax.forward_batch(body, pred.betas, pred.rotmat[:, :1], pred.rotmat[:, 1:])
+  return out.vertices, camera.weak_perspective_to_translation(pred.cam)
+
+
+def overlay_images(cfg, body, meshes, images) -> np.ndarray:
+  """(n, R, R, 3) uint8: input crops with the predicted meshes (`overlay_meshes`) drawn over."""
   from smpl_jax import camera, render
 
-  images = batch["image"][:n]
-  _, pred = ts.predict_joints(eval_graphdef, state.params, state.rest, body, images)
-  out = smpl_jax.forward_batch(body, pred.betas, pred.rotmat[:, :1], pred.rotmat[:, 1:])
-  verts = np.asarray(out.vertices, np.float64)
-  cam_t = np.asarray(camera.weak_perspective_to_translation(pred.cam), np.float64)
+  verts, cam_t = (np.asarray(x, np.float64) for x in jax.device_get(meshes))
   res = cfg.model.img_res
   focal = camera.FOCAL_LENGTH * res / camera.IMG_RES
   tiles = []
@@ -399,7 +486,8 @@ def check_batch_rows(batch, rows: dict[int, int], step: int) -> None:
 def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = False) -> dict:
   """Trains (or resumes) to `cfg.steps`; returns {"step", "val", "baseline"}. Raises Preempted
   after saving when SIGTERM arrives (preemption), CheckpointError when a save fails."""
-  workdir = Path(workdir or cfg.workdir)
+  workdir = run_path(workdir or cfg.workdir)
+  prepare_workdir(workdir)
   done_steps = [int(p.name) for p in (workdir / "checkpoints").glob("*") if p.name.isdigit()]
   if done_steps and max(done_steps) > cfg.steps:
     raise ValueError(
@@ -408,8 +496,8 @@ def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = F
       f"--workdir {workdir}`, train it further with a larger --config.steps, or use another "
       "--workdir"
     )
-  workdir.mkdir(parents=True, exist_ok=True)
-  write_text_atomic(workdir / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
+  if jax.process_index() == 0:
+    write_run_file(workdir / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
   body = smpl_jax.load_model(cfg.body_model or None)
   ts.require_gt_joints(body, f"--config.body_model={cfg.body_model!r}")
   if jax.process_index() == 0:
@@ -429,26 +517,38 @@ def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = F
     raise ValueError(
       f"batch_size {cfg.batch_size} is not divisible by {jax.device_count()} devices"
     )
-  state = jax.device_put(state, repl)
-  body, prior = jax.device_put((body, prior), repl)
+  state, body, prior = replicate((state, body, prior), repl)
   step_fn = jax.jit(
     lambda s, b, m, p: ts.train_step(s, b, m, p, graphdef=graphdef, tx=tx, cfg=cfg),
     in_shardings=(repl, data_sh, repl, repl),
     out_shardings=(repl, repl),
     donate_argnums=0,
   )
-  eval_fn = jax.jit(lambda params, rest, b: ts.eval_step(eval_graphdef, params, rest, body, b))
+  eval_fn = jax.jit(
+    summed(lambda params, rest, b: ts.eval_step(eval_graphdef, params, rest, body, b)),
+    in_shardings=(repl, repl, data_sh),
+    out_shardings=repl,
+  )
+  meshes_fn = jax.jit(
+    lambda params, rest, images: overlay_meshes(eval_graphdef, params, rest, body, images),
+    out_shardings=repl,
+  )
 
   data_iter = pipeline.make_iterator(data_options(cfg))
   mngr = checkpoint_manager(workdir, cfg)
   state, start, damaged = restore(mngr, state, data_iter, restore_fallback)
   if damaged:
     mngr.close()
-    for dest in set_aside(workdir, damaged):
-      print(f"moved unreadable checkpoint to {dest}")
+    if jax.process_index() == 0:
+      for dest in set_aside(workdir, damaged):
+        print(f"moved unreadable checkpoint to {dest}")
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+
+      multihost_utils.sync_global_devices("spin_jax: damaged checkpoints set aside")
     mngr = checkpoint_manager(workdir, cfg)
   if start:
-    print(f"resumed from {Path(mngr.directory) / str(start)} (step {start})")
+    print(f"resumed from {epath.Path(mngr.directory) / str(start)} (step {start})")
   from tensorboardX import SummaryWriter
 
   writer = SummaryWriter(str(workdir / "tb")) if jax.process_index() == 0 else None
@@ -456,11 +556,23 @@ def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = F
   def as_global(batch):
     return {k: jax.make_array_from_process_local_data(data_sh, v) for k, v in batch.items()}
 
+  def overlay(batch, n=4):
+    # Every process runs the jitted prediction on the global batch's first rows (process 0's
+    # first rows); process 0 draws them.
+    images = as_global({"image": batch["image"]})["image"]
+    meshes = meshes_fn(state.params, state.rest, images[:n])
+    return overlay_images(cfg, body, meshes, batch["image"][:n]) if writer else None
+
   baseline = None
   if start == 0:
-    base_fn = jax.jit(lambda b: ts.mean_pose_eval(body, mean_aa, b))
-    baseline = evaluate(cfg, lambda p, r, b: base_fn(b), state)
-    write_text_atomic(workdir / "baseline.json", json.dumps(baseline))
+    base_fn = jax.jit(
+      summed(lambda p, r, b: ts.mean_pose_eval(body, mean_aa, b)),
+      in_shardings=(repl, repl, data_sh),
+      out_shardings=repl,
+    )
+    baseline = evaluate(cfg, base_fn, state, as_global)
+    if jax.process_index() == 0:
+      write_run_file(workdir / "baseline.json", json.dumps(baseline))
     print(
       f"mean-pose baseline on {cfg.data.val}/{cfg.data.val_split}: "
       f"MPJPE {baseline['mpjpe']:.1f} mm, PA-MPJPE {baseline['pa_mpjpe']:.1f} mm"
@@ -531,14 +643,15 @@ def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = F
         if writer:
           writer.close()
         raise Preempted(
-          f"SIGTERM after step {done}: saved {Path(mngr.directory) / str(done)}; run the same "
-          "command to resume from it"
+          f"SIGTERM after step {done}: saved {epath.Path(mngr.directory) / str(done)}; run the "
+          "same command to resume from it"
         )
-      if done % cfg.image_every == 0 and writer:
-        imgs = overlay_images(cfg, body, eval_graphdef, state, batch)
-        writer.add_images("train/overlay", imgs, done, dataformats="NHWC")
+      if done % cfg.image_every == 0:
+        imgs = overlay(batch)
+        if writer:
+          writer.add_images("train/overlay", imgs, done, dataformats="NHWC")
       if done % cfg.eval_every == 0 or done == cfg.steps:
-        val = evaluate(cfg, eval_fn, state)
+        val = evaluate(cfg, eval_fn, state, as_global)
         if writer:
           writer.add_scalar("val/mpjpe_mm", val["mpjpe"], done)
           writer.add_scalar("val/pa_mpjpe_mm", val["pa_mpjpe"], done)
@@ -551,12 +664,12 @@ def run(cfg: TrainConfig, workdir: str | None = None, restore_fallback: bool = F
   if writer:
     writer.close()
   if val is None:
-    val = evaluate(cfg, eval_fn, state)
+    val = evaluate(cfg, eval_fn, state, as_global)
   result = {"step": int(cfg.steps), "val": val, "baseline": baseline}
   if skipped:
     result["nonfinite_skipped"] = skipped
   if jax.process_index() == 0:
-    write_text_atomic(workdir / "result.json", json.dumps(result, indent=1))
+    write_run_file(workdir / "result.json", json.dumps(result, indent=1))
   return result
 
 
@@ -568,7 +681,11 @@ def main(argv):
   flag = flags.FLAGS
   cfg = from_config_dict(flag.config)
   if flag.distributed:
-    jax.distributed.initialize()
+    # CPU hosts (and the localhost test) need a collectives backend; GPUs and TPUs ignore this.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+      flag.coordinator, flag.num_processes, flag.process_id
+    )  # None: detected on TPU pods, SLURM, Kubernetes ...
   workdir = flag.workdir or cfg.workdir
   try:
     result = run(cfg, workdir, flag.restore_fallback)
@@ -586,7 +703,8 @@ def main(argv):
     print(f"  network    MPJPE {val['mpjpe']:.1f} mm   PA-MPJPE {val['pa_mpjpe']:.1f} mm")
     if base:
       print(f"  mean pose  MPJPE {base['mpjpe']:.1f} mm   PA-MPJPE {base['pa_mpjpe']:.1f} mm")
-    print(f"checkpoints: {Path(workdir) / 'checkpoints'}   TensorBoard: {Path(workdir) / 'tb'}")
+    wd = run_path(workdir)
+    print(f"checkpoints: {wd / 'checkpoints'}   TensorBoard: {wd / 'tb'}")
 
 
 def define_flags():
@@ -597,6 +715,9 @@ def define_flags():
   flags.DEFINE_string("workdir", None, "output directory (default: the config's workdir)")
   flags.DEFINE_bool("restore_fallback", False, "skip unreadable checkpoints")
   flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (multi-host)")
+  flags.DEFINE_string("coordinator", None, "host:port of process 0 (default: detected)")
+  flags.DEFINE_integer("num_processes", None, "number of processes (default: detected)")
+  flags.DEFINE_integer("process_id", None, "this process's index (default: detected)")
 
 
 if __name__ == "__main__":

@@ -207,7 +207,7 @@ def train_step(state: TrainState, batch: dict, body, prior, *, graphdef, tx, cfg
         pred_kp, kp, cfg.loss.openpose, cfg.loss.gt, defined=defined49
       ),
       "keypoints_3d": losses.keypoints_3d(
-        pred_j[:, 25:], batch["joints3d"], has_3d, defined=defined49[25:]
+        pred_j[:, GT24], batch["joints3d"], has_3d, defined=defined49[GT24]
       ),
       "pose": losses.pose(pred.rotmat, target_rot, valid),
       "betas": losses.betas(pred.betas, target_betas, valid),
@@ -264,7 +264,7 @@ def predict_joints(graphdef, params, rest, body, images):
   """Eval-mode prediction: (J24 joints (B, 24, 3), Prediction)."""
   model = nnx.merge(graphdef, params, rest, copy=True)
   pred = model(normalize_images(images))
-  return spin49(body, pred.rotmat, pred.betas)[:, 25:], pred
+  return spin49(body, pred.rotmat, pred.betas)[:, GT24], pred
 
 
 def eval_step(graphdef, params, rest, body, batch):
@@ -278,6 +278,6 @@ def mean_pose_eval(body, mean_pose_aa, batch):
   """The same metrics for the mean parameters (the network's starting estimate)."""
   b = batch["joints3d"].shape[0]
   pose = jnp.broadcast_to(mean_pose_aa, (b, 72))
-  j24 = spin49(body, pose, jnp.zeros((b, 10)))[:, 25:]
+  j24 = spin49(body, pose, jnp.zeros((b, 10)))[:, GT24]
   pred, gt = metrics_lib.j14(j24), metrics_lib.j14(batch["joints3d"][..., :3])
   return {"mpjpe": metrics_lib.mpjpe(pred, gt), "pa_mpjpe": metrics_lib.pa_mpjpe(pred, gt)}

@@ -37,15 +37,17 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
   raise ValueError(f"{path}: expected a .safetensors or .pth file")
 
 
-def _flat(pure: dict, prefix=()):
+def flat_items(pure: dict, prefix=()):
+  """(path, leaf) of a nested dict (an nnx pure dict), depth first."""
   for k, v in pure.items():
     if isinstance(v, dict):
-      yield from _flat(v, (*prefix, k))
+      yield from flat_items(v, (*prefix, k))
     else:
       yield (*prefix, k), v
 
 
-def _set(pure: dict, path, value):
+def set_item(pure: dict, path, value):
+  """pure[path[0]][path[1]]... = value."""
   for k in path[:-1]:
     pure = pure[k]
   pure[path[-1]] = value
@@ -74,7 +76,7 @@ def load_torchvision_resnet(path, params: nnx.State, rest: nnx.State):
   pure = {"params": nnx.to_pure_dict(params), "rest": nnx.to_pure_dict(rest)}
   current = {}  # backbone path -> (group, array)
   for group in ("params", "rest"):
-    for p, v in _flat(pure[group]):
+    for p, v in flat_items(pure[group]):
       if p[0] == "backbone":
         current[p] = (group, v)
   done = set()
@@ -94,7 +96,7 @@ def load_torchvision_resnet(path, params: nnx.State, rest: nnx.State):
         f"{path}: {key} has shape {value.shape}; this backbone needs {old.shape} "
         "(after the layout change)"
       )
-    _set(pure[group], p, jnp.asarray(new))
+    set_item(pure[group], p, jnp.asarray(new))
     done.add(p)
   missing = sorted(".".join(map(str, p)) for p in current if p not in done)
   if missing:

@@ -99,9 +99,9 @@ def _programs(s):
       init,
     ),
     "smplify_lm": (
-      lambda k, i: smplify.fit_one(
-        body, prior, k, i, smplify.SmplifyOptions(num_iters=2, solver="lm")
-      ).params,
+      lambda k, i: (
+        smplify.fit_one(body, prior, k, i, smplify.SmplifyOptions(num_iters=2, solver="lm")).params
+      ),
       kp[0],
       init,
     ),

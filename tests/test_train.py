@@ -430,9 +430,7 @@ def test_fitting_only_rows_without_ground_truth_equals_fitting_them_all(lowres_m
   prior = priors.load_gmm()
   opts = smplify.SmplifyOptions(num_iters=3)
   full = jax.jit(lambda k, i: smplify.fit_batch(lowres_model, prior, k, i, opts))(kp, init)
-  fit = jax.jit(
-    lambda k, i, n: ts.fit_where_needed(lowres_model, prior, k, i, n, opts, chunks=4)
-  )
+  fit = jax.jit(lambda k, i, n: ts.fit_where_needed(lowres_model, prior, k, i, n, opts, chunks=4))
   for need in ([1, 0, 1, 1, 0, 1, 1, 0], [0] * 8, [1] * 8, [0, 0, 0, 0, 0, 0, 0, 1]):
     need = np.asarray(need, bool)
     params, success, fitted = fit(kp, init, need)

@@ -174,6 +174,25 @@ class CentreCrop(grain.transforms.Map):
     return process(element, AugmentParams(), self.opts)
 
 
+class ProcessRows(grain.transforms.Map):
+  """Local element i of process p -> element k B + p L + j of the one-process stream, with
+  k, j = divmod(i, L), L = B / P: the processes' k-th batches, side by side, are the one-process
+  k-th batch in its order (so a run on P hosts draws the same examples, augmentations and
+  dropout rows as on one), and each process decodes only its own rows."""
+
+  def __init__(self, ds, process_index: int, process_count: int, batch_size: int):
+    self.ds, self.p, self.n, self.b = ds, process_index, process_count, batch_size
+
+  def __len__(self) -> int:  # this process's rows of a finite stream (all of an infinite one)
+    local = self.b // self.n
+    full, rest = divmod(len(self.ds), self.b)
+    return full * local + min(max(rest - self.p * local, 0), local)
+
+  def map(self, i):
+    k, j = divmod(int(i), self.b // self.n)
+    return self.ds[k * self.b + self.p * (self.b // self.n) + j]
+
+
 def make_dataset(
   opts: DataOptions, process_index: int | None = None, process_count: int | None = None
 ) -> grain.MapDataset:
@@ -199,7 +218,8 @@ def make_dataset(
   else:
     ds = ds.random_map(Augment(opts), seed=opts.seed)
   if process_count > 1:
-    ds = ds[process_index::process_count]
+    rows = ProcessRows(ds, process_index, process_count, opts.batch_size)
+    ds = grain.MapDataset.range(len(rows)).map(rows)
   return ds.batch(opts.batch_size // process_count, drop_remainder=opts.drop_remainder)
 
 
