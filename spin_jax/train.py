@@ -126,11 +126,14 @@ def ensure_synthetic(cfg: TrainConfig) -> None:
 
       n_train, n_val, n_test = cfg.data.synthetic_sizes
       print(f"building {name} ({n_train} / {n_val} / {n_test}) in {cfg.data.data_dir}")
-      build.main(
-        ["synthetic", "--data_dir", cfg.data.data_dir, "--name", name.split("/", 1)[1]]
-        + ["--num_train", str(n_train), "--num_validation", str(n_val)]
-        + ["--num_test", str(n_test), "--workers", "2"]
-        + (["--model", cfg.body_model] if cfg.body_model else [])
+      build.build_synthetic(
+        cfg.data.data_dir,
+        name.split("/", 1)[1],
+        workers=2,
+        num_train=n_train,
+        num_validation=n_val,
+        num_test=n_test,
+        model=cfg.body_model or None,
       )
 
 

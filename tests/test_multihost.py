@@ -8,9 +8,11 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 from test_train import ROOT, tiny_config
 
 from spin_jax import train
@@ -78,7 +80,7 @@ def _finish(proc, files, timeout=400):
   proc.wait(timeout=timeout)
   for f in files:
     f.close()
-  out, err = (open(f.name).read() for f in files)
+  out, err = (Path(f.name).read_text() for f in files)
   assert proc.returncode == 0, err[-3000:]
   return out, err
 
@@ -158,3 +160,12 @@ def test_process_rows_side_by_side_are_the_one_process_batches():
     for k in range(13 // batch):  # batch k of every process, side by side: k B ... k B + B - 1
       side = sum((part[k * local : (k + 1) * local] for part in parts), [])
       assert side == list(range(k * batch, (k + 1) * batch))
+
+
+def test_remote_paths_stay_remote_and_unreachable_ones_are_named(tmp_path):
+  assert str(train.run_path("gs://bucket/run") / "checkpoints") == "gs://bucket/run/checkpoints"
+  assert train.run_path("relative/run").is_absolute()
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  with pytest.raises(ValueError, match=r"cannot create or reach --workdir .*a_file/run"):
+    train.prepare_workdir(train.run_path(blocker / "run"))

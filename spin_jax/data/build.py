@@ -30,32 +30,34 @@ from smpl_jax.joints import GT24, OPENPOSE
 from spin_jax.data import builders, records, spin_format
 
 
-def build_synthetic(args) -> Path:
-  base = {c.name: c for c in builders.SpinSynthetic.BUILDER_CONFIGS}.get(args.name)
-  fields = dict(
-    num_train=args.num_train,
-    num_validation=args.num_validation,
-    num_test=args.num_test,
-    resolution=args.resolution,
-    fraction_2d_only=args.fraction_2d_only,
-    occluder_prob=args.occluder_prob,
-    model=args.model or "",
-    seed=args.seed,
-  )
+def build_synthetic(
+  data_dir: str,
+  name: str = "default",
+  *,
+  workers: int = 2,
+  **settings,
+) -> Path:
+  """Renders spin_synthetic/<name> into `data_dir` and returns its folder. `settings` are
+  `builders.SyntheticConfig` fields (num_train, num_validation, num_test, resolution,
+  fraction_2d_only, occluder_prob, model, seed); None keeps the config's or the default."""
+  base = {c.name: c for c in builders.SpinSynthetic.BUILDER_CONFIGS}.get(name)
+  fields = dict(settings)
+  if "model" in fields:
+    fields["model"] = fields["model"] or ""
   fields = {k: v for k, v in fields.items() if v is not None}
   if base is not None and any(getattr(base, k) != v for k, v in fields.items()):
     raise SystemExit(
-      f"--name {args.name} is a predefined config; pick another name for custom sizes or settings"
+      f"--name {name} is a predefined config; pick another name for custom sizes or settings"
     )
-  cfg = base or builders.SyntheticConfig(name=args.name, **fields)
+  cfg = base or builders.SyntheticConfig(name=name, **fields)
   builder = builders.SpinSynthetic(
-    config=cfg, data_dir=args.data_dir, file_format="array_record", num_workers=args.workers
+    config=cfg, data_dir=data_dir, file_format="array_record", num_workers=workers
   )
   total = cfg.num_train + cfg.num_validation + cfg.num_test
   t0 = time.perf_counter()
   builder.download_and_prepare()
   dt = time.perf_counter() - t0
-  path = builders.dataset_dir(args.data_dir, f"spin_synthetic/{cfg.name}")
+  path = builders.dataset_dir(data_dir, f"spin_synthetic/{cfg.name}")
   print(f"spin_synthetic/{cfg.name}: {total} examples in {dt:.1f} s ({total / dt:.1f} examples/s)")
   print(f"  -> {path}")
   return path
@@ -220,7 +222,13 @@ def main(argv=None):
     path = export_keypoints(args.data_dir, args.dataset, args.split, args.out, args.rows)
     print(f"wrote {path}; fit it with python -m fitting.cli --input {path} --out FITS.npz")
     return path
-  return build_synthetic(args) if args.kind == "synthetic" else build_spin(args)
+  if args.kind == "synthetic":
+    keys = ("num_train", "num_validation", "num_test", "resolution", "fraction_2d_only")
+    keys += ("occluder_prob", "model", "seed")
+    return build_synthetic(
+      args.data_dir, args.name, workers=args.workers, **{k: getattr(args, k) for k in keys}
+    )
+  return build_spin(args)
 
 
 if __name__ == "__main__":
