@@ -10,8 +10,8 @@ steps) for `--steps` steps from the same start. From each run's TensorBoard log 
 the last 20 % of the steps, the fraction of fits replaced per step and the fraction of stored
 fits (of samples without ground truth) below 0.5, 1, 2 and 4 x the 100 px^2 threshold (scores
 with the least-squares camera on the 24 ground-truth keypoints), and the validation MPJPE /
-PA-MPJPE at the end. Writes `results.md`, `results.json` and `fit_rule.png` in --out; each run
-resumes from its checkpoint if interrupted.
+PA-MPJPE at the end. Writes `results.md`, `results.json` and `fit_rule.png` in --out (the runs
+themselves go to --workdir); each run resumes from its checkpoint if interrupted.
 """
 
 import argparse
@@ -57,6 +57,7 @@ def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--steps", type=int, default=1000)
   ap.add_argument("--out", default=str(HERE / "results" / "fit_rule"))
+  ap.add_argument("--workdir", default="outputs/fit_rule", help="the runs' checkpoints and logs")
   args = ap.parse_args()
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
@@ -70,9 +71,9 @@ def main():
     cd.eval_every = args.steps
     cd.image_every = 10 * args.steps
     cd.fit.require_success = strict
-    cd.workdir = str(out / name)
+    cd.workdir = str(Path(args.workdir) / name)
     result = train.run(from_config_dict(cd))
-    scalars = read_scalars(out / name / "tb")
+    scalars = read_scalars(Path(args.workdir) / name / "tb")
     tail = {k: float(np.mean([v for s, v in scalars[k] if s > 0.8 * args.steps])) for k in SCALARS}
     rows[name] = dict(label=label, val=result["val"], **tail, curve=scalars["fits/valid_rate"])
   write_text_atomic(out / "results.json", json.dumps(rows, indent=1))
@@ -102,7 +103,7 @@ def main():
     steps, values = zip(*r["curve"])
     ax.plot(steps, values, label=r["label"])
   ax.set_xlabel("step")
-  ax.set_ylabel("fraction of the batch supervised by fits or GT")
+  ax.set_ylabel("supervised fraction")
   ax.legend()
   fig.tight_layout()
   fig.savefig(out / "fit_rule.png", dpi=120)

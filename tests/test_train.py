@@ -292,62 +292,6 @@ def test_kill_9_then_same_command_resumes(data_dir, tmp_path):
   assert result["step"] == killed_at + 2
 
 
-EIGHT_DEVICES = """
-import os, sys, json
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-import jax, numpy as np, optax
-from jax.sharding import NamedSharding, PartitionSpec as P
-sys.path.insert(0, sys.argv[2])
-from test_train import _step_setup
-from spin_jax import train_step as ts
-from pathlib import Path
-assert jax.device_count() == 8
-setup = _step_setup(Path(sys.argv[1]), Path(sys.argv[3]), batch_size=8)
-cfg, body, prior, tx, graphdef, state, batch = setup
-tx = optax.sgd(1e-2)  # plain SGD: a parameter difference is the gradient difference
-state = state.__class__(state.params, state.rest, tx.init(state.params), state.fits, state.step)
-def run(devices):
-  auto = (jax.sharding.AxisType.Auto,)
-  mesh = jax.make_mesh((len(devices),), ("data",), devices=devices, axis_types=auto)
-  repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-  step = lambda s, b, m, p: ts.train_step(s, b, m, p, graphdef=graphdef, tx=tx, cfg=cfg)
-  f = jax.jit(step, in_shardings=(repl, data, repl, repl), out_shardings=(repl, repl))
-  b = {k: jax.device_put(v, data) for k, v in batch.items()}
-  put = lambda x: jax.device_put(x, repl)
-  return jax.device_get(f(put(state), b, put(body), put(prior)))
-(s8, m8), (s1, m1) = run(jax.devices()), run(jax.devices()[:1])
-def diff(a, b):
-  pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b))
-  floats = [(np.asarray(x, np.float64), np.asarray(y, np.float64)) for x, y in pairs
-            if jax.numpy.issubdtype(x.dtype, jax.numpy.floating)]
-  return max(float(np.max(np.abs(x - y), initial=0.0)) for x, y in floats)
-worst = {k: diff(getattr(s8, k), getattr(s1, k)) for k in ("params", "rest", "fits")}
-# Parameter differences relative to the size of the step itself.
-worst["params_rel"] = worst["params"] / diff(s1.params, jax.device_get(state.params))
-worst["loss_rel"] = abs(float(m8["loss"]) - float(m1["loss"])) / abs(float(m1["loss"]))
-worst["update_rate"] = [float(m8["fits/update_rate"]), float(m1["fits/update_rate"])]
-print(json.dumps(worst))
-"""
-
-
-def test_eight_device_step_equals_single_device(data_dir, tmp_path):
-  out = subprocess.run(
-    [sys.executable, "-c", EIGHT_DEVICES, str(data_dir), str(ROOT / "tests"), str(tmp_path)],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=600,
-    env=dict(os.environ, JAX_PLATFORMS="cpu"),
-  )
-  assert out.returncode == 0, out.stderr[-3000:]
-  worst = json.loads(out.stdout.strip().splitlines()[-1])
-  assert worst["loss_rel"] < 1e-5
-  assert worst["update_rate"][0] == worst["update_rate"][1]
-  assert worst["fits"] < 1e-4  # SMPLify per example: sharding does not change it
-  assert worst["params_rel"] < 1e-4  # float32 reductions in another order, nothing more
-  assert worst["rest"] < 1e-4  # BatchNorm statistics over the global batch
-
-
 def _torchvision_layout(spec: model_lib.BackboneSpec, rng) -> dict:
   """A random state dict with torchvision's ResNet names and shapes."""
   sd = {}
