@@ -79,6 +79,18 @@ def np_spin_loss(pred, batch, valid, w):
   return total * 60, dict(kp=l_kp, kp3=l_kp3, pose=l_pose, betas=l_betas, shape=l_shape)
 
 
+def spin_weights(opts) -> dict:
+  """A LossOptions under SPIN's option names (its train_options.py)."""
+  return dict(
+    keypoint_loss_weight=opts.keypoint,
+    pose_loss_weight=opts.pose,
+    beta_loss_weight=opts.betas,
+    shape_loss_weight=opts.shape,
+    openpose_train_weight=opts.openpose,
+    gt_train_weight=opts.gt,
+  )
+
+
 def _random_batch(rng, b=6, v=30):
   aa = rng.normal(scale=0.5, size=(b, 24, 3))
   batch = dict(
@@ -106,15 +118,7 @@ def test_spin_losses_equal_a_transcription_of_spins_trainer():
   valid = np.array([1, 1, 0, 1, 0, 0], bool)
   # Distinct weights, so that any swap of two terms changes the total.
   opts = spin_config.LossOptions(keypoint=5.0, pose=1.3, betas=0.07, shape=0.4, openpose=0.3)
-  w = dict(
-    keypoint_loss_weight=5.0,
-    pose_loss_weight=1.3,
-    beta_loss_weight=0.07,
-    shape_loss_weight=0.4,
-    openpose_train_weight=0.3,
-    gt_train_weight=1.0,
-  )
-  ref_total, ref = np_spin_loss(pred, batch, valid, w)
+  ref_total, ref = np_spin_loss(pred, batch, valid, spin_weights(opts))
   j = {k: jnp.asarray(v, jnp.float32) for k, v in pred.items()}
   gt_rot = np_rodrigues(batch["pose"].reshape(-1, 24, 3)).astype(np.float32)
   batch = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in batch.items()}
@@ -309,14 +313,7 @@ def test_train_step_is_spins_loss_compiles_once_and_overfits_a_batch(data_dir, t
   )
   ref = {k: np.asarray(v, np.float64) for k, v in batch.items() if k != "image"}
   ref["vertices"] = np.zeros((8, 1, 3))
-  w = dict(
-    keypoint_loss_weight=5.0,
-    pose_loss_weight=1.0,
-    beta_loss_weight=0.05,
-    shape_loss_weight=0.0,
-    openpose_train_weight=0.2,
-    gt_train_weight=1.0,
-  )
+  w = spin_weights(cfg.loss)
   # Without fitting and without fits files only ground truth supervises pose and shape.
   ref_total, _ = np_spin_loss(pred, ref, batch["has_smpl"].astype(bool), w)
   first = None
